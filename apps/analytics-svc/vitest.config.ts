@@ -1,0 +1,6 @@
+import { projectTestConfig } from '../../vitest.shared.js';
+
+export default projectTestConfig({
+  globalSetup: ['./vitest.global-setup.ts'],
+  setupFiles: ['@clinical/testing/telemetry-setup'],
+});

@@ -1,0 +1,4 @@
+import { runServiceMain } from '@clinical/server-kit';
+import { patientServiceModule } from './patientServiceModule.js';
+
+await runServiceMain(patientServiceModule);

@@ -1,0 +1,8 @@
+import type { ServiceModule } from '@clinical/server-kit';
+import { patientService } from './patientService.js';
+
+/** patient-svc: trial subjects and their clinical documents. */
+export const patientServiceModule: ServiceModule = {
+  name: 'patient-svc',
+  createServices: (runtime) => [patientService(runtime)],
+};

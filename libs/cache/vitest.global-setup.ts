@@ -1,0 +1,4 @@
+import { migrate } from '@clinical/db';
+import { setupTestEnvironment } from '@clinical/testing';
+
+export default setupTestEnvironment({ migrate });

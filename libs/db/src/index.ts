@@ -1,0 +1,13 @@
+export { sql, type DatabasePool, type DatabaseTransactionConnection, type CommonQueryMethods } from 'slonik';
+export { createDatabasePool, type DatabasePoolOptions } from './createDatabasePool.js';
+export { withAuditContext, type AuditContext } from './withAuditContext.js';
+export { mapDatabaseError } from './mapDatabaseError.js';
+export {
+  createAccessRecorder,
+  type AccessEvent,
+  type AccessRecorder,
+  type AccessRecorderOptions,
+  type AccessRecorderStats,
+} from './accessAudit/createAccessRecorder.js';
+export { migrate, type MigrateOptions } from './migrate.js';
+export { runIdempotent, type IdempotencyKey, type ResponseCodec } from './idempotency.js';

@@ -1,0 +1,120 @@
+import {
+  AbortedError,
+  AlreadyExistsError,
+  type DomainError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnavailableError,
+} from '@clinical/errors';
+import {
+  BackendTerminatedError,
+  BackendTerminatedUnexpectedlyError,
+  CheckIntegrityConstraintViolationError,
+  ConnectionError,
+  ForeignKeyIntegrityConstraintViolationError,
+  IdleTransactionTimeoutError,
+  NotFoundError as SlonikNotFoundError,
+  NotNullIntegrityConstraintViolationError,
+  SlonikError,
+  StatementCancelledError,
+  StatementTimeoutError,
+  UniqueIntegrityConstraintViolationError,
+} from 'slonik';
+
+interface PgErrorFields {
+  code?: string;
+  detail?: string;
+  constraint?: string;
+  column?: string;
+}
+
+function pgFields(error: unknown): PgErrorFields {
+  let current: unknown = error;
+  // Slonik wraps the driver's error; the SQLSTATE lives on the innermost cause.
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
+    const fields = current as Error & PgErrorFields;
+    if (typeof fields.code === 'string' && /^[0-9A-Z]{5}$/.test(fields.code)) {
+      return fields;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return {};
+}
+
+/** Column names from a key violation's detail: `Key (a, b)=(...) ...` gives [a, b]; values are dropped. */
+function keyColumns(detail: string | undefined): string[] {
+  const match = /^Key \(([^)]+)\)=/.exec(detail ?? '');
+  return match?.[1] ? match[1].split(',').map((column) => column.trim()) : [];
+}
+
+/**
+ * Turns a database failure into the domain error a caller should see, or
+ * returns undefined when it is a server fault. Messages name columns and
+ * constraints, never values.
+ */
+export function mapDatabaseError(error: unknown): DomainError | undefined {
+  if (!(error instanceof SlonikError)) {
+    const { code } = pgFields(error);
+    return code ? mapSqlState(code, error) : undefined;
+  }
+  const fields = pgFields(error);
+  if (error instanceof UniqueIntegrityConstraintViolationError) {
+    const columns = keyColumns(fields.detail);
+    const field = columns.join(', ') || error.constraint || 'key';
+    return new AlreadyExistsError(`a record with this ${field} already exists`, columns[0], { cause: error });
+  }
+  if (error instanceof ForeignKeyIntegrityConstraintViolationError) {
+    const columns = keyColumns(fields.detail);
+    return new FailedPreconditionError(`referenced ${columns.join(', ') || 'record'} does not exist or is still referenced`, {
+      cause: error,
+    });
+  }
+  if (error instanceof CheckIntegrityConstraintViolationError) {
+    return new InvalidArgumentError(
+      { field: error.column ?? error.constraint ?? 'request', description: `violates ${error.constraint ?? 'a check'}` },
+      { cause: error },
+    );
+  }
+  if (error instanceof NotNullIntegrityConstraintViolationError) {
+    return new InvalidArgumentError(
+      { field: error.column ?? fields.column ?? 'request', description: 'is required' },
+      { cause: error },
+    );
+  }
+  if (error instanceof SlonikNotFoundError) {
+    return new NotFoundError('record', '', { cause: error });
+  }
+  if (
+    error instanceof ConnectionError ||
+    error instanceof BackendTerminatedError ||
+    error instanceof BackendTerminatedUnexpectedlyError ||
+    error instanceof IdleTransactionTimeoutError
+  ) {
+    return new UnavailableError('database unavailable, retry later', { cause: error });
+  }
+  if (error instanceof StatementTimeoutError || error instanceof StatementCancelledError) {
+    return new UnavailableError('database statement timed out, retry later', { cause: error });
+  }
+  return fields.code ? mapSqlState(fields.code, error) : undefined;
+}
+
+function mapSqlState(code: string, cause: unknown): DomainError | undefined {
+  // Class 22: data exceptions (values out of range, bad text representation).
+  if (code.startsWith('22')) {
+    return new InvalidArgumentError({ field: 'request', description: `value rejected by the database (SQLSTATE ${code})` }, { cause });
+  }
+  // Class 40: transaction rollback (serialization failure, deadlock) after Slonik's retries.
+  if (code.startsWith('40')) {
+    return new AbortedError('concurrent modification, retry the request', { cause });
+  }
+  if (code === '42501') {
+    return new PermissionDeniedError('operation not permitted', { cause });
+  }
+  // Class 08 (connection), 53 (insufficient resources), 57P (operator intervention).
+  if (code.startsWith('08') || code.startsWith('53') || code.startsWith('57P')) {
+    return new UnavailableError('database unavailable, retry later', { cause });
+  }
+  return undefined;
+}

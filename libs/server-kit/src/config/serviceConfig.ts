@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { ConfigError, loadConfig } from './loadConfig.js';
+
+const integer = (defaultValue: number, min = 0) => z.coerce.number().int().min(min).default(defaultValue);
+
+/** The four services, each with its default port and database role. */
+export const SERVICES = {
+  'patient-svc': { port: 50051, databaseRole: 'clinical_patient_svc', envPrefix: 'PATIENT_SVC' },
+  'vitals-svc': { port: 50052, databaseRole: 'clinical_vitals_svc', envPrefix: 'VITALS_SVC' },
+  'audit-svc': { port: 50053, databaseRole: 'clinical_audit_svc', envPrefix: 'AUDIT_SVC' },
+  'analytics-svc': { port: 50054, databaseRole: 'clinical_analytics_svc', envPrefix: 'ANALYTICS_SVC' },
+} as const;
+
+export type ServiceName = keyof typeof SERVICES;
+
+/** Settings every service reads; the README lists them. */
+export interface ServiceConfig {
+  readonly serviceName: ServiceName;
+  readonly host: string;
+  readonly port: number;
+  /** The service's own role's connection URL. */
+  readonly databaseUrl: string;
+  readonly databasePoolSize: number;
+  readonly databaseStatementTimeoutMs: number;
+  readonly redisUrl?: string;
+  readonly redisClusterNodes: readonly string[];
+  readonly redisKeyPrefix: string;
+  readonly redisCommandTimeoutMs: number;
+  readonly jwt: { readonly secret?: string; readonly publicKey?: string; readonly issuer: string; readonly audience: string };
+  readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
+  readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
+  readonly accessAudit: { readonly flushIntervalMs: number; readonly maxPendingEvents: number };
+  readonly shutdownGraceMs: number;
+  readonly logLevel: string;
+}
+
+const commonSchema = z
+  .object({
+    GRPC_HOST: z.string().default('0.0.0.0'),
+    DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
+    DATABASE_POOL_SIZE: integer(10, 1),
+    DATABASE_STATEMENT_TIMEOUT_MS: integer(5_000, 100),
+    REDIS_URL: z.string().url({ message: 'must be a redis:// URL' }).optional(),
+    REDIS_CLUSTER_NODES: z
+      .string()
+      .regex(/^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$/, 'must be host:port[,host:port...]')
+      .optional(),
+    REDIS_KEY_PREFIX: z.string().default('clinical:'),
+    REDIS_COMMAND_TIMEOUT_MS: integer(250, 10),
+    JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+    JWT_ISSUER: z.string().default('clinical-platform'),
+    JWT_AUDIENCE: z.string().default('clinical-data-services'),
+    RATE_LIMIT_POINTS: integer(1_200, 1),
+    RATE_LIMIT_WINDOW_SECONDS: integer(60, 1),
+    PATIENT_CACHE_TTL_SECONDS: integer(300, 1),
+    QUERY_CACHE_TTL_SECONDS: integer(300, 1),
+    SESSION_TTL_SECONDS: integer(3_600, 1),
+    ACCESS_AUDIT_FLUSH_MS: integer(100, 1),
+    ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
+    SHUTDOWN_GRACE_MS: integer(10_000, 0),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .passthrough()
+  .superRefine((env, context) => {
+    if (!env.JWT_SECRET && !env.JWT_PUBLIC_KEY) {
+      context.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'set JWT_SECRET or JWT_PUBLIC_KEY' });
+    }
+  });
+
+/** The DATABASE_URL with its user swapped for the service's role (same host, database, options). */
+function roleUrl(databaseUrl: string, role: string): string {
+  const url = new URL(databaseUrl);
+  url.username = role;
+  url.password = '';
+  return url.toString();
+}
+
+/**
+ * Reads a service's configuration from the environment. Its database URL is
+ * `<PREFIX>_DATABASE_URL` (PATIENT_SVC_DATABASE_URL, ...) or else
+ * DATABASE_URL with the service's role as user; its port `<PREFIX>_PORT`.
+ * @throws ConfigError naming each bad variable.
+ */
+export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
+  const service = SERVICES[serviceName];
+  const schema = commonSchema.and(
+    z.object({
+      [`${service.envPrefix}_PORT`]: z.coerce.number().int().min(0).max(65_535).default(service.port),
+      [`${service.envPrefix}_DATABASE_URL`]: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
+    }),
+  );
+  const parsed = loadConfig(schema, env) as z.infer<typeof commonSchema> & Record<string, unknown>;
+  const ownUrl = parsed[`${service.envPrefix}_DATABASE_URL`] as string | undefined;
+  const databaseUrl = ownUrl ?? (parsed.DATABASE_URL ? roleUrl(parsed.DATABASE_URL, service.databaseRole) : undefined);
+  if (!databaseUrl) {
+    throw new ConfigError([`DATABASE_URL: required (or ${service.envPrefix}_DATABASE_URL)`]);
+  }
+  return {
+    serviceName,
+    host: parsed.GRPC_HOST,
+    port: parsed[`${service.envPrefix}_PORT`] as number,
+    databaseUrl,
+    databasePoolSize: parsed.DATABASE_POOL_SIZE,
+    databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,
+    redisUrl: parsed.REDIS_URL,
+    redisClusterNodes: parsed.REDIS_CLUSTER_NODES?.split(',') ?? [],
+    redisKeyPrefix: parsed.REDIS_KEY_PREFIX,
+    redisCommandTimeoutMs: parsed.REDIS_COMMAND_TIMEOUT_MS,
+    jwt: {
+      secret: parsed.JWT_SECRET,
+      publicKey: parsed.JWT_PUBLIC_KEY,
+      issuer: parsed.JWT_ISSUER,
+      audience: parsed.JWT_AUDIENCE,
+    },
+    rateLimit: { points: parsed.RATE_LIMIT_POINTS, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
+    cacheTtlSeconds: {
+      patient: parsed.PATIENT_CACHE_TTL_SECONDS,
+      query: parsed.QUERY_CACHE_TTL_SECONDS,
+      session: parsed.SESSION_TTL_SECONDS,
+    },
+    accessAudit: { flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS, maxPendingEvents: parsed.ACCESS_AUDIT_MAX_PENDING },
+    shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    logLevel: parsed.LOG_LEVEL,
+  };
+}

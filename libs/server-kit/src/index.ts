@@ -1,0 +1,25 @@
+export { ConfigError, loadConfig } from './config/loadConfig.js';
+export { loadServiceConfig, SERVICES, type ServiceConfig, type ServiceName } from './config/serviceConfig.js';
+export {
+  accessibleSites,
+  canAccessSite,
+  requireRole,
+  ROLES,
+  type Principal,
+  type Role,
+} from './auth/principal.js';
+export { createTokenVerifier, mintToken, type MintTokenOptions, type TokenVerifier } from './auth/tokens.js';
+export type { AuthenticatedContext, HandlerContext } from './middleware/authentication.js';
+export { defineService, type MethodPolicy, type ServiceBinding } from './server/defineService.js';
+export { startService, type RunningService, type ServiceModule, type ServiceRuntime } from './server/startService.js';
+export { runServiceMain } from './server/runServiceMain.js';
+export { accessEventsOf, auditContextOf, clientIpOf, type AccessedEntity } from './requestContext.js';
+export {
+  FieldValidator,
+  formatCivilDate,
+  parseCivilDate,
+  todayUtc,
+  type CivilDate,
+  type StringRule,
+} from './validation/fieldValidator.js';
+export { notYetServed } from './server/notYetServed.js';

@@ -1,0 +1,40 @@
+import type { AccessEvent, AuditContext } from '@clinical/db';
+import { activeTraceId } from '@clinical/telemetry';
+import type { HandlerContext } from './middleware/authentication.js';
+
+/** The caller's IP from the call's peer (`ipv4:10.0.0.1:5000`, `ipv6:[::1]:5000`), if any. */
+export function clientIpOf(context: HandlerContext): string | undefined {
+  const match = /^ipv4:([\d.]+):\d+$/.exec(context.peer) ?? /^ipv6:\[([0-9a-fA-F:.]+)\]:\d+$/.exec(context.peer);
+  return match?.[1];
+}
+
+/** The audit context of a write made for this call. */
+export function auditContextOf(context: HandlerContext, extra: { requestId?: string; reason?: string } = {}): AuditContext {
+  return {
+    userId: context.principal.sub,
+    requestId: extra.requestId || undefined,
+    reason: extra.reason || undefined,
+    traceId: activeTraceId(),
+    clientIp: clientIpOf(context),
+  };
+}
+
+/** What a read returned: one entity of one patient. */
+export interface AccessedEntity {
+  readonly entityType: string;
+  readonly entityId: string;
+  readonly patientId: string;
+}
+
+/** Access events for the entities this call returns, attributed to its caller, method and trace. */
+export function accessEventsOf(context: HandlerContext, entities: readonly AccessedEntity[]): AccessEvent[] {
+  const traceId = activeTraceId();
+  const clientIp = clientIpOf(context);
+  return entities.map((entity) => ({
+    ...entity,
+    actor: context.principal.sub,
+    method: context.method,
+    traceId,
+    clientIp,
+  }));
+}

@@ -1,0 +1,39 @@
+import { shutdownTelemetry } from '@clinical/telemetry';
+import { ConfigError } from '../config/loadConfig.js';
+import { loadServiceConfig } from '../config/serviceConfig.js';
+import { startService, type ServiceModule } from './startService.js';
+
+/**
+ * A service process's main: configuration from the environment (exit 78 with
+ * every problem listed when it is wrong), serve, and stop gracefully on
+ * SIGTERM or SIGINT.
+ */
+export async function runServiceMain(module: ServiceModule): Promise<void> {
+  let config;
+  try {
+    config = loadServiceConfig(module.name);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${module.name}: ${error.message}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
+  const running = await startService(module, config);
+  const { logger } = running.runtime;
+  logger.info({ port: running.port }, 'serving');
+  const stop = async (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'shutting down');
+    try {
+      await running.stop();
+      logger.info('stopped');
+      await shutdownTelemetry();
+      process.exit(0);
+    } catch (error) {
+      logger.error({ error: (error as Error).name }, 'unclean shutdown');
+      process.exit(1);
+    }
+  };
+  process.once('SIGTERM', (signal) => void stop(signal));
+  process.once('SIGINT', (signal) => void stop(signal));
+}

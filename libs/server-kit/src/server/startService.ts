@@ -1,0 +1,172 @@
+import {
+  createCache,
+  createCircuitBreaker,
+  createRateLimiter,
+  createRedisClient,
+  createSessionStore,
+  type Cache,
+  type CircuitBreaker,
+  type RateLimiter,
+  type RedisClient,
+  type SessionStore,
+} from '@clinical/cache';
+import { createAccessRecorder, createDatabasePool, type AccessRecorder, type DatabasePool } from '@clinical/db';
+import { createLogger, type Logger } from '@clinical/telemetry';
+import { createServer } from 'nice-grpc';
+import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { createTokenVerifier } from '../auth/tokens.js';
+import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
+import { authenticationMiddleware } from '../middleware/authentication.js';
+import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
+import { rateLimitingMiddleware } from '../middleware/rateLimiting.js';
+import type { MethodPolicy, ServiceBinding } from './defineService.js';
+import { addReflection } from './reflection.js';
+
+/** Everything a service's handlers may use, built once at start from the configuration. */
+export interface ServiceRuntime {
+  readonly config: ServiceConfig;
+  readonly logger: Logger;
+  readonly pool: DatabasePool;
+  readonly redis: RedisClient;
+  /** Shared by every Redis user of the process: one failure signal for all. */
+  readonly breaker: CircuitBreaker;
+  readonly cache: Cache;
+  readonly sessions: SessionStore;
+  readonly rateLimiter: RateLimiter;
+  readonly accessRecorder: AccessRecorder;
+}
+
+/** A deployable service: its name and the gRPC services it binds over the runtime. */
+export interface ServiceModule {
+  readonly name: ServiceName;
+  createServices(runtime: ServiceRuntime): ServiceBinding[] | Promise<ServiceBinding[]>;
+  /** Stops background work (timers, refresh jobs) after the last call finished. */
+  stop?(runtime: ServiceRuntime): Promise<void>;
+}
+
+export interface RunningService {
+  /** The bound port (useful when the configuration asked for port 0). */
+  readonly port: number;
+  readonly runtime: ServiceRuntime;
+  /**
+   * Graceful stop: health turns NOT_SERVING, in-flight calls finish (up to
+   * the shutdown grace, then they are cancelled), access events are flushed,
+   * then the pools close.
+   */
+  stop(): Promise<void>;
+}
+
+/** Logs a recurring failure once per interval instead of once per call. */
+function throttledWarning(logger: Logger, message: string, intervalMs = 10_000): (error: unknown) => void {
+  let lastLoggedAt = 0;
+  return (error) => {
+    const now = Date.now();
+    if (now - lastLoggedAt >= intervalMs) {
+      lastLoggedAt = now;
+      logger.warn({ error: error instanceof Error ? error.name : 'unknown' }, message);
+    }
+  };
+}
+
+/** Builds the runtime and serves the module's services, health and reflection. */
+export async function startService(module: ServiceModule, config: ServiceConfig): Promise<RunningService> {
+  const logger = createLogger({ name: config.serviceName, level: config.logLevel });
+  const pool = await createDatabasePool({
+    connectionUri: config.databaseUrl,
+    maximumPoolSize: config.databasePoolSize,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+  });
+  if (!config.redisUrl && config.redisClusterNodes.length === 0) {
+    throw new Error('REDIS_URL or REDIS_CLUSTER_NODES is required');
+  }
+  const redis = createRedisClient({
+    url: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
+    keyPrefix: config.redisKeyPrefix,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
+  const breaker = createCircuitBreaker();
+  const redisTrouble = throttledWarning(logger, 'redis unavailable; serving without it');
+  redis.on('error', (error) => {
+    breaker.recordFailure();
+    redisTrouble(error);
+  });
+  const runtime: ServiceRuntime = {
+    config,
+    logger,
+    pool,
+    redis,
+    breaker,
+    cache: createCache({ redis, breaker, onError: redisTrouble }),
+    sessions: createSessionStore({ redis, breaker, ttlSeconds: config.cacheTtlSeconds.session }),
+    rateLimiter: createRateLimiter({
+      redis,
+      breaker,
+      points: config.rateLimit.points,
+      windowSeconds: config.rateLimit.windowSeconds,
+    }),
+    accessRecorder: createAccessRecorder({
+      pool,
+      flushIntervalMs: config.accessAudit.flushIntervalMs,
+      maxPendingEvents: config.accessAudit.maxPendingEvents,
+      onFlushError: throttledWarning(logger, 'access audit flush failed; retrying'),
+    }),
+  };
+
+  const bindings = await module.createServices(runtime);
+  const policies = new Map<string, MethodPolicy>(bindings.flatMap((binding) => [...binding.policies]));
+  const verifyToken = await createTokenVerifier(config.jwt);
+
+  const health = HealthState();
+  const server = createServer().use(errorDetailsServerMiddleware).use(edgeErrorMiddleware(logger));
+  server.add(HealthDefinition, HealthServiceImpl(health));
+  addReflection(
+    server,
+    bindings.map((binding) => binding.fullName),
+  );
+  const authenticated = server
+    .with(authenticationMiddleware({ verifyToken, sessions: runtime.sessions, policies }))
+    .with(rateLimitingMiddleware({ limiter: runtime.rateLimiter, policies }));
+  for (const binding of bindings) {
+    binding.addTo(authenticated);
+  }
+
+  const port = await server.listen(`${config.host}:${config.port}`);
+  const setStatus = (status: 'healthy' | 'unhealthy') => {
+    health.setStatus(status);
+    for (const binding of bindings) {
+      health.setStatus(status, binding.fullName);
+    }
+  };
+  setStatus('healthy');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    runtime,
+    stop() {
+      stopping ??= (async () => {
+        setStatus('unhealthy');
+        let graceTimer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          server.shutdown(),
+          new Promise<void>((resolve) => {
+            graceTimer = setTimeout(() => {
+              server.forceShutdown();
+              resolve();
+            }, config.shutdownGraceMs);
+          }),
+        ]);
+        clearTimeout(graceTimer);
+        await module.stop?.(runtime);
+        await runtime.accessRecorder.close().catch((error: unknown) => {
+          logger.error({ pending: runtime.accessRecorder.stats().pending, error: (error as Error).name }, 'access events lost at shutdown');
+        });
+        await pool.end();
+        redis.disconnect();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,4 @@
+export { shutdownTelemetry, startTelemetry, type TelemetryHandle, type TelemetryOptions } from './startTelemetry.js';
+export { registerEsmHooks } from './esmHooks.js';
+export { createLogger, type Logger } from './logger.js';
+export { activeTraceId, tracer } from './tracing.js';

@@ -1,0 +1,5 @@
+export { resolveTestServices, type TestServices } from './resolveTestServices.js';
+export { createTemplateDatabase, createTestDatabase, type TestDatabase } from './testDatabases.js';
+export { setupTestEnvironment } from './setupTestEnvironment.js';
+export { testServices, uniqueKeyPrefix } from './testContext.js';
+export { recordedSpans } from './recordedSpans.js';

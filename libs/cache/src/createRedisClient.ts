@@ -41,3 +41,26 @@ export function createRedisClient(options: RedisClientOptions): RedisClient {
   }
   return new Redis(options.url, common);
 }
+
+/**
+ * Waits until the client is connected, at most `timeoutMs`. Commands fail
+ * fast while disconnected, so a service waits here once at start; if Redis
+ * is still not there it starts anyway and serves without it.
+ * @returns whether Redis is ready.
+ */
+export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') {
+    return true;
+  }
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}

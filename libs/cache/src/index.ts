@@ -1,4 +1,4 @@
-export { createRedisClient, type RedisClient, type RedisClientOptions } from './createRedisClient.js';
+export { createRedisClient, waitForRedis, type RedisClient, type RedisClientOptions } from './createRedisClient.js';
 export { createCircuitBreaker, CircuitOpenError, type CircuitBreaker, type CircuitBreakerOptions } from './circuitBreaker.js';
 export { createCache, type Cache, type CacheCodec, type CacheOptions, type Versioned } from './createCache.js';
 export { createRateLimiter, type RateLimiter, type RateLimiterOptions } from './createRateLimiter.js';

@@ -26,7 +26,13 @@ export interface ServiceConfig {
   readonly redisClusterNodes: readonly string[];
   readonly redisKeyPrefix: string;
   readonly redisCommandTimeoutMs: number;
-  readonly jwt: { readonly secret?: string; readonly publicKey?: string; readonly issuer: string; readonly audience: string };
+  readonly jwt: {
+    readonly secret?: string;
+    readonly publicKey?: string;
+    readonly publicKeyAlgorithm: string;
+    readonly issuer: string;
+    readonly audience: string;
+  };
   readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
   readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
   readonly accessAudit: { readonly flushIntervalMs: number; readonly maxPendingEvents: number };
@@ -34,8 +40,7 @@ export interface ServiceConfig {
   readonly logLevel: string;
 }
 
-const commonSchema = z
-  .object({
+const commonVariables = z.object({
     GRPC_HOST: z.string().default('0.0.0.0'),
     DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
     DATABASE_POOL_SIZE: integer(10, 1),
@@ -49,6 +54,7 @@ const commonSchema = z
     REDIS_COMMAND_TIMEOUT_MS: integer(250, 10),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+    JWT_PUBLIC_KEY_ALGORITHM: z.enum(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'PS256', 'EdDSA']).default('RS256'),
     JWT_ISSUER: z.string().default('clinical-platform'),
     JWT_AUDIENCE: z.string().default('clinical-data-services'),
     RATE_LIMIT_POINTS: integer(1_200, 1),
@@ -60,13 +66,7 @@ const commonSchema = z
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
     SHUTDOWN_GRACE_MS: integer(10_000, 0),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  })
-  .passthrough()
-  .superRefine((env, context) => {
-    if (!env.JWT_SECRET && !env.JWT_PUBLIC_KEY) {
-      context.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'set JWT_SECRET or JWT_PUBLIC_KEY' });
-    }
-  });
+});
 
 /** The DATABASE_URL with its user swapped for the service's role (same host, database, options). */
 function roleUrl(databaseUrl: string, role: string): string {
@@ -84,13 +84,17 @@ function roleUrl(databaseUrl: string, role: string): string {
  */
 export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const service = SERVICES[serviceName];
-  const schema = commonSchema.and(
-    z.object({
+  const schema = commonVariables
+    .extend({
       [`${service.envPrefix}_PORT`]: z.coerce.number().int().min(0).max(65_535).default(service.port),
       [`${service.envPrefix}_DATABASE_URL`]: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
-    }),
-  );
-  const parsed = loadConfig(schema, env) as z.infer<typeof commonSchema> & Record<string, unknown>;
+    })
+    .superRefine((variables, context) => {
+      if (!variables.JWT_SECRET && !variables.JWT_PUBLIC_KEY) {
+        context.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'set JWT_SECRET or JWT_PUBLIC_KEY' });
+      }
+    });
+  const parsed = loadConfig(schema, env) as z.infer<typeof commonVariables> & Record<string, unknown>;
   const ownUrl = parsed[`${service.envPrefix}_DATABASE_URL`] as string | undefined;
   const databaseUrl = ownUrl ?? (parsed.DATABASE_URL ? roleUrl(parsed.DATABASE_URL, service.databaseRole) : undefined);
   if (!databaseUrl) {
@@ -110,6 +114,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     jwt: {
       secret: parsed.JWT_SECRET,
       publicKey: parsed.JWT_PUBLIC_KEY,
+      publicKeyAlgorithm: parsed.JWT_PUBLIC_KEY_ALGORITHM,
       issuer: parsed.JWT_ISSUER,
       audience: parsed.JWT_AUDIENCE,
     },

@@ -9,6 +9,7 @@ import {
   type RateLimiter,
   type RedisClient,
   type SessionStore,
+  waitForRedis,
 } from '@clinical/cache';
 import { createAccessRecorder, createDatabasePool, type AccessRecorder, type DatabasePool } from '@clinical/db';
 import { createLogger, type Logger } from '@clinical/telemetry';
@@ -92,6 +93,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     breaker.recordFailure();
     redisTrouble(error);
   });
+  if (!(await waitForRedis(redis, 3_000))) {
+    logger.warn('redis not reachable at start; serving without it until it is');
+  }
   const runtime: ServiceRuntime = {
     config,
     logger,

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import { patientV1 } from '@clinical/contracts';
+import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import { recordedSpans } from '@clinical/testing';
+import { SpanKind } from '@opentelemetry/api';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { patientServiceModule } from '../patientServiceModule.js';
+import { patientCacheKey } from './patientCache.js';
+
+let service: TestService;
+
+beforeAll(async () => {
+  service = await startTestService(patientServiceModule);
+});
+
+afterAll(async () => {
+  await service?.stop();
+});
+
+it('puts one GetPatient, its SQL and its Redis commands in one trace, without PHI', async () => {
+  const token = await service.token({ sub: 'tracer', roles: ['coordinator'], sites: ['SITE-A'] });
+  const client = service.client(patientV1.PatientServiceDefinition, token);
+  const subjectNumber = `TRACE-${randomUUID().slice(0, 8)}`;
+  const { patient } = await client.createPatient({
+    patient: {
+      ...patientV1.Patient.fromPartial({}),
+      subjectNumber,
+      siteId: 'SITE-A',
+      protocolId: 'RA001',
+      enrollmentDate: { year: 2024, month: 5, day: 1 },
+      demographics: patientV1.Demographics.fromPartial({ ethnicity: 'ethnicity-marker-value' }),
+    },
+  });
+  // A miss: the read goes to PostgreSQL and fills the cache.
+  await service.running.runtime.redis.del(patientCacheKey(patient!.patientId));
+
+  const startedAt = Date.now();
+  await client.getPatient({ patientId: patient!.patientId });
+
+  const spans = recordedSpans().filter((span) => span.startTime[0] * 1_000 + span.startTime[1] / 1e6 >= startedAt - 5);
+  const server = spans.find(
+    (span) => span.kind === SpanKind.SERVER && span.name.endsWith('clinical.patient.v1.PatientService/GetPatient'),
+  );
+  expect(server, 'server span of GetPatient').toBeDefined();
+  const traceId = server!.spanContext().traceId;
+  const inTrace = spans.filter((span) => span.spanContext().traceId === traceId);
+
+  const client_ = inTrace.find((span) => span.kind === SpanKind.CLIENT && span.name.endsWith('PatientService/GetPatient'));
+  const sql = inTrace.filter((span) => span.attributes['db.system'] === 'postgresql' || span.attributes['db.system.name'] === 'postgresql');
+  const redis = inTrace.filter((span) => span.attributes['db.system'] === 'redis' || span.attributes['db.system.name'] === 'redis');
+  expect(client_, 'client span').toBeDefined();
+  expect(sql.length, 'SQL spans').toBeGreaterThan(0);
+  const redisCommands = redis.map((span) => span.name);
+  expect(redisCommands).toContain('get');
+  expect(redisCommands.some((command) => command.startsWith('eval')), 'the cache fill').toBe(true);
+
+  const statements = sql.map((span) => String(span.attributes['db.statement'] ?? span.attributes['db.query.text'] ?? ''));
+  expect(statements.some((statement) => /FROM patients WHERE patient_id = \$1/.test(statement))).toBe(true);
+
+  // No PHI anywhere in the trace: names, demographics and values stay out of spans.
+  const everything = JSON.stringify(inTrace.map((span) => ({ name: span.name, attributes: span.attributes, events: span.events })));
+  expect(everything).not.toContain('ethnicity-marker-value');
+  expect(everything).not.toContain(subjectNumber);
+});

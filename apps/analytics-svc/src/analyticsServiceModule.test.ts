@@ -1,0 +1,10 @@
+import { serviceBootSuite } from '@clinical/server-kit/testing';
+import { status } from '@grpc/grpc-js';
+import { analyticsServiceModule } from './analyticsServiceModule.js';
+
+serviceBootSuite(analyticsServiceModule, ['clinical.analytics.v1.AnalyticsService'], {
+  service: 'clinical.analytics.v1.AnalyticsService',
+  method: 'GetAnalyticsFreshness',
+  request: {},
+  expectedCode: status.UNIMPLEMENTED,
+});

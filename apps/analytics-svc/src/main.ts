@@ -1,0 +1,4 @@
+import { runServiceMain } from '@clinical/server-kit';
+import { analyticsServiceModule } from './analyticsServiceModule.js';
+
+await runServiceMain(analyticsServiceModule);

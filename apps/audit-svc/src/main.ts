@@ -1,0 +1,4 @@
+import { runServiceMain } from '@clinical/server-kit';
+import { auditServiceModule } from './auditServiceModule.js';
+
+await runServiceMain(auditServiceModule);

@@ -1,0 +1,10 @@
+import { serviceBootSuite } from '@clinical/server-kit/testing';
+import { status } from '@grpc/grpc-js';
+import { patientServiceModule } from './patientServiceModule.js';
+
+serviceBootSuite(patientServiceModule, ['clinical.patient.v1.PatientService', 'clinical.patient.v1.DocumentService'], {
+  service: 'clinical.patient.v1.PatientService',
+  method: 'GetPatient',
+  request: { patient_id: '6f1c2a52-8a8f-4d0e-9a37-3c1f1f0f6f10' },
+  expectedCode: status.NOT_FOUND,
+});

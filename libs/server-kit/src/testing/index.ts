@@ -1,0 +1,2 @@
+export { startTestService, TEST_JWT_SECRET, type TestService } from './startTestService.js';
+export { serviceBootSuite, type ReflectedCall } from './serviceBootSuite.js';

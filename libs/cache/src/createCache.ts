@@ -85,20 +85,32 @@ export function createCache(options: CacheOptions): Cache {
       } catch (error) {
         reportError(error);
       }
-      let pending = inflight.get(key) as Promise<Versioned<typeof codec extends CacheCodec<infer T> ? T : never> | undefined> | undefined;
-      if (!pending) {
-        pending = load();
-        inflight.set(key, pending);
-        void pending
-          .then((loaded) => (loaded ? store(key, codec, ttlSeconds, loaded) : undefined))
-          .catch(() => {})
-          .finally(() => inflight.delete(key));
+      const joined = inflight.get(key) as Promise<Versioned<Awaited<ReturnType<typeof codec.decode>>> | undefined> | undefined;
+      if (joined) {
+        return (await joined)?.value;
       }
-      const loaded = await pending;
-      return loaded?.value;
+      const pending = load();
+      inflight.set(key, pending);
+      try {
+        const loaded = await pending;
+        if (loaded) {
+          void store(key, codec, ttlSeconds, loaded);
+        }
+        return loaded?.value;
+      } finally {
+        // Only callers that arrived while this load ran share its result.
+        if (inflight.get(key) === pending) {
+          inflight.delete(key);
+        }
+      }
     },
-    store,
+    store(key, codec, ttlSeconds, entry) {
+      // A load that began before this write must not serve readers arriving after it.
+      inflight.delete(key);
+      return store(key, codec, ttlSeconds, entry);
+    },
     async invalidate(key) {
+      inflight.delete(key);
       try {
         await breaker.run(() => redis.del(key));
       } catch (error) {

@@ -10,16 +10,27 @@ export class ConfigError extends Error {
 
 /**
  * Parses environment variables with a zod schema whose keys are the variable
- * names. Empty strings count as unset.
+ * names. Empty strings count as unset. `crossChecks` states rules that span
+ * variables; they are reported together with the schema's.
  * @throws ConfigError naming each bad variable and what is wrong with it.
  */
-export function loadConfig<S extends z.ZodTypeAny>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+export function loadConfig<S extends z.ZodTypeAny>(
+  schema: S,
+  env: NodeJS.ProcessEnv = process.env,
+  crossChecks: (env: Record<string, string>) => string[] = () => [],
+): z.infer<S> {
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''),
+  );
   const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`),
-    );
+  const problems = [
+    ...(parsed.success
+      ? []
+      : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`)),
+    ...crossChecks(cleaned),
+  ];
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
   }
   return parsed.data;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, loadConfig } from './loadConfig.js';
+import { loadConfig } from './loadConfig.js';
 
 const integer = (defaultValue: number, min = 0) => z.coerce.number().int().min(min).default(defaultValue);
 
@@ -36,6 +36,9 @@ export interface ServiceConfig {
   readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
   readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
   readonly accessAudit: { readonly flushIntervalMs: number; readonly maxPendingEvents: number };
+  /** How long health reports NOT_SERVING before the server stops taking calls (load balancers move away). */
+  readonly shutdownDrainMs: number;
+  /** How long in-flight calls may take to finish before they are cancelled. */
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
 }
@@ -64,6 +67,7 @@ const commonVariables = z.object({
     SESSION_TTL_SECONDS: integer(3_600, 1),
     ACCESS_AUDIT_FLUSH_MS: integer(100, 1),
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
+    SHUTDOWN_DRAIN_MS: integer(2_000, 0),
     SHUTDOWN_GRACE_MS: integer(10_000, 0),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -84,22 +88,17 @@ function roleUrl(databaseUrl: string, role: string): string {
  */
 export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const service = SERVICES[serviceName];
-  const schema = commonVariables
-    .extend({
-      [`${service.envPrefix}_PORT`]: z.coerce.number().int().min(0).max(65_535).default(service.port),
-      [`${service.envPrefix}_DATABASE_URL`]: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
-    })
-    .superRefine((variables, context) => {
-      if (!variables.JWT_SECRET && !variables.JWT_PUBLIC_KEY) {
-        context.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'set JWT_SECRET or JWT_PUBLIC_KEY' });
-      }
-    });
-  const parsed = loadConfig(schema, env) as z.infer<typeof commonVariables> & Record<string, unknown>;
-  const ownUrl = parsed[`${service.envPrefix}_DATABASE_URL`] as string | undefined;
-  const databaseUrl = ownUrl ?? (parsed.DATABASE_URL ? roleUrl(parsed.DATABASE_URL, service.databaseRole) : undefined);
-  if (!databaseUrl) {
-    throw new ConfigError([`DATABASE_URL: required (or ${service.envPrefix}_DATABASE_URL)`]);
-  }
+  const ownUrlVariable = `${service.envPrefix}_DATABASE_URL`;
+  const schema = commonVariables.extend({
+    [`${service.envPrefix}_PORT`]: z.coerce.number().int().min(0).max(65_535).default(service.port),
+    [ownUrlVariable]: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
+  });
+  const parsed = loadConfig(schema, env, (variables) => [
+    ...(variables.JWT_SECRET || variables.JWT_PUBLIC_KEY ? [] : ['JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY']),
+    ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
+  ]) as z.infer<typeof commonVariables> & Record<string, unknown>;
+  const ownUrl = parsed[ownUrlVariable] as string | undefined;
+  const databaseUrl = ownUrl ?? roleUrl(parsed.DATABASE_URL as string, service.databaseRole);
   return {
     serviceName,
     host: parsed.GRPC_HOST,
@@ -125,6 +124,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       session: parsed.SESSION_TTL_SECONDS,
     },
     accessAudit: { flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS, maxPendingEvents: parsed.ACCESS_AUDIT_MAX_PENDING },
+    shutdownDrainMs: parsed.SHUTDOWN_DRAIN_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     logLevel: parsed.LOG_LEVEL,
   };

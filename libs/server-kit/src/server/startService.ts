@@ -51,9 +51,10 @@ export interface RunningService {
   readonly port: number;
   readonly runtime: ServiceRuntime;
   /**
-   * Graceful stop: health turns NOT_SERVING, in-flight calls finish (up to
-   * the shutdown grace, then they are cancelled), access events are flushed,
-   * then the pools close.
+   * Graceful stop: health turns NOT_SERVING for the drain period while calls
+   * are still served, then new calls are refused and in-flight ones finish
+   * (up to the shutdown grace, then they are cancelled), access events are
+   * flushed, and the pools close.
    */
   stop(): Promise<void>;
 }
@@ -152,6 +153,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     stop() {
       stopping ??= (async () => {
         setStatus('unhealthy');
+        await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
         let graceTimer: NodeJS.Timeout | undefined;
         await Promise.race([
           server.shutdown(),

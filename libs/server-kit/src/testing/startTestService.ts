@@ -38,6 +38,7 @@ export async function startTestService(module: ServiceModule, env: Record<string
     GRPC_HOST: '127.0.0.1',
     [`${prefix}_PORT`]: '0',
     LOG_LEVEL: 'silent',
+    SHUTDOWN_DRAIN_MS: '0',
     SHUTDOWN_GRACE_MS: '2000',
     ...env,
   });
@@ -67,8 +68,8 @@ export async function startTestService(module: ServiceModule, env: Record<string
       return createClient(definition, channel, { '*': { metadata } });
     },
     async stop() {
-      channel.close();
       await running.stop();
+      channel.close();
       await database.drop();
     },
   };

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './loadConfig.js';
+import { loadServiceConfig } from './serviceConfig.js';
+
+const valid = {
+  DATABASE_URL: 'postgres://owner@db.internal:5432/clinical',
+  REDIS_URL: 'redis://cache.internal:6379',
+  JWT_SECRET: 'a-secret-that-is-long-enough-for-hs256!!',
+};
+
+describe('loadServiceConfig', () => {
+  it('applies the documented defaults and connects as the service role', () => {
+    const config = loadServiceConfig('vitals-svc', valid);
+    expect(config.port).toBe(50052);
+    expect(new URL(config.databaseUrl).username).toBe('clinical_vitals_svc');
+    expect(new URL(config.databaseUrl).pathname).toBe('/clinical');
+    expect(config.cacheTtlSeconds).toEqual({ patient: 300, query: 300, session: 3600 });
+    expect(config.rateLimit.windowSeconds).toBe(60);
+  });
+
+  it('lets each service have its own port and database URL', () => {
+    const config = loadServiceConfig('audit-svc', {
+      ...valid,
+      AUDIT_SVC_PORT: '6000',
+      AUDIT_SVC_DATABASE_URL: 'postgres://auditor:pw@replica:5432/clinical',
+    });
+    expect(config.port).toBe(6000);
+    expect(config.databaseUrl).toBe('postgres://auditor:pw@replica:5432/clinical');
+  });
+
+  it('names every bad variable at once', () => {
+    let thrown: unknown;
+    try {
+      loadServiceConfig('patient-svc', {
+        DATABASE_URL: 'not a url',
+        RATE_LIMIT_POINTS: 'many',
+        PATIENT_SVC_PORT: '70000',
+        REDIS_CLUSTER_NODES: 'a:1,b',
+      });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const message = (thrown as ConfigError).message;
+    for (const variable of ['DATABASE_URL', 'RATE_LIMIT_POINTS', 'PATIENT_SVC_PORT', 'REDIS_CLUSTER_NODES', 'JWT_SECRET']) {
+      expect(message).toContain(variable);
+    }
+  });
+});

@@ -1,0 +1,130 @@
+import { analyticsV1 } from '@clinical/contracts';
+import { InvalidArgumentError, ResourceExhaustedError } from '@clinical/errors';
+import { ClientError, createClient, createClientFactory, Metadata, Status } from 'nice-grpc';
+import { errorDetailsClientMiddleware, RetryInfo, RichClientError } from 'nice-grpc-error-details';
+import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestService, type TestService } from '../testing/startTestService.js';
+import { defineService } from './defineService.js';
+import { notYetServed } from './notYetServed.js';
+import type { ServiceModule } from './startService.js';
+
+/** A service whose handler misbehaves on demand, to exercise the kit's edges. */
+const probeModule: ServiceModule = {
+  name: 'analytics-svc',
+  createServices: () => [
+    defineService(
+      analyticsV1.AnalyticsServiceDefinition,
+      {
+        async getSiteAnalytics(request) {
+          switch (request.siteId) {
+            case 'invalid':
+              throw new InvalidArgumentError([{ field: 'site_id', description: 'is not a site' }]);
+            case 'exhausted':
+              throw new ResourceExhaustedError('rate limit exceeded', 1_500);
+            case 'fault':
+              throw new Error('patient Jane Doe, born 1970-01-01, broke it');
+            case 'slow':
+              await new Promise((resolve) => setTimeout(resolve, 400));
+              return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
+            default:
+              return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
+          }
+        },
+        listSiteAnalytics: notYetServed('ListSiteAnalytics'),
+        refreshAnalytics: notYetServed('RefreshAnalytics'),
+        getAnalyticsFreshness: notYetServed('GetAnalyticsFreshness'),
+      },
+      {
+        getSiteAnalytics: { roles: ['monitor'], cost: 1 },
+        listSiteAnalytics: { roles: ['monitor'], cost: 1 },
+        refreshAnalytics: { roles: ['admin'], cost: 1 },
+        getAnalyticsFreshness: { roles: ['monitor'], cost: 1 },
+      },
+    ),
+  ],
+};
+
+describe('the edge: errors become statuses with details', () => {
+  let service: TestService;
+  let token: string;
+
+  beforeAll(async () => {
+    service = await startTestService(probeModule, { RATE_LIMIT_POINTS: '5' });
+    token = await service.token({ sub: 'edge-tester', roles: ['monitor'], sites: '*' });
+  });
+  afterAll(async () => {
+    await service?.stop();
+  });
+
+  it('maps a domain error to its code with BadRequest details', async () => {
+    const client = createClientFactory()
+      .use(errorDetailsClientMiddleware)
+      .create(analyticsV1.AnalyticsServiceDefinition, service.channel);
+    const error = await client
+      .getSiteAnalytics({ siteId: 'invalid', protocolId: 'p' }, { metadata: authorization(token) })
+      .catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(RichClientError);
+    expect((error as RichClientError).code).toBe(Status.INVALID_ARGUMENT);
+    expect((error as RichClientError).extra).toEqual([
+      expect.objectContaining({ $type: 'google.rpc.BadRequest', fieldViolations: [expect.objectContaining({ field: 'site_id' })] }),
+    ]);
+  });
+
+  it('answers a server fault with a bare INTERNAL that leaks nothing', async () => {
+    const client = service.client(analyticsV1.AnalyticsServiceDefinition, token);
+    const error = (await client.getSiteAnalytics({ siteId: 'fault', protocolId: 'p' }).catch((failure: unknown) => failure)) as ClientError;
+    expect(error.code).toBe(Status.INTERNAL);
+    expect(error.details).toBe('internal error');
+  });
+
+  it('refuses callers over their rate with RESOURCE_EXHAUSTED and a retry delay', async () => {
+    const client = createClientFactory()
+      .use(errorDetailsClientMiddleware)
+      .create(analyticsV1.AnalyticsServiceDefinition, service.channel);
+    const heavy = await service.token({ sub: 'heavy-caller', roles: ['monitor'], sites: '*' });
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }, { metadata: authorization(heavy) }).then(
+          () => 'ok',
+          (failure: unknown) => failure,
+        ),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome === 'ok')).toHaveLength(5);
+    const refused = outcomes.find((outcome) => outcome instanceof RichClientError) as RichClientError;
+    expect(refused.code).toBe(Status.RESOURCE_EXHAUSTED);
+    const retry = refused.extra.find((detail) => detail.$type === 'google.rpc.RetryInfo') as RetryInfo;
+    expect(Number(retry.retryDelay?.seconds ?? 0) * 1_000 + (retry.retryDelay?.nanos ?? 0) / 1e6).toBeGreaterThan(0);
+  });
+
+  it('refuses a role the method does not allow', async () => {
+    const auditor = await service.token({ sub: 'auditor', roles: ['auditor'], sites: '*' });
+    const error = (await service
+      .client(analyticsV1.AnalyticsServiceDefinition, auditor)
+      .getSiteAnalytics({ siteId: 'ok', protocolId: 'p' })
+      .catch((failure: unknown) => failure)) as ClientError;
+    expect(error.code).toBe(Status.PERMISSION_DENIED);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('reports NOT_SERVING while draining, finishes in-flight calls, then stops', async () => {
+    const service = await startTestService(probeModule, { SHUTDOWN_DRAIN_MS: '300' });
+    const token = await service.token({ sub: 'shutdown-tester', roles: ['monitor'], sites: '*' });
+    const client = service.client(analyticsV1.AnalyticsServiceDefinition, token);
+    const health = createClient(HealthDefinition, service.channel);
+
+    const inFlight = client.getSiteAnalytics({ siteId: 'slow', protocolId: 'p' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopped = service.stop();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await health.check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
+    await expect(inFlight).resolves.toBeDefined();
+    await stopped;
+  });
+});
+
+function authorization(token: string) {
+  return Metadata({ authorization: `Bearer ${token}` });
+}

@@ -45,7 +45,7 @@ describe('createSessionStore', () => {
   });
 
   it('during a Redis outage, keeps recently confirmed sessions and refuses the rest with UNAVAILABLE', async () => {
-    let now = 0;
+    const now = 0;
     const down = createRedisClient({ url: 'redis://127.0.0.1:1' });
     down.on('error', () => {});
     const healthy = createSessionStore({ redis, breaker: createCircuitBreaker(), ttlSeconds: 100 });

@@ -25,7 +25,8 @@ async function invokeByReflection(
   metadata: grpc.Metadata,
 ): Promise<grpc.status> {
   const client = new ServiceClient(address, grpc.credentials.createInsecure());
-  const method = (client as unknown as Record<string, Function>)[call.method]!.bind(client);
+  type UnaryMethod = (request: unknown, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void;
+  const method = (client as unknown as Record<string, UnaryMethod>)[call.method]!.bind(client);
   return new Promise((resolve) => {
     method(call.request, metadata, (error: grpc.ServiceError | null) => {
       client.close();

@@ -1,0 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface ServerProcess {
+  readonly address: string;
+  readonly pid: number;
+  /** Peak resident memory seen so far, in MiB (sampled every 100 ms). */
+  peakRssMiB(): number;
+  stop(): Promise<void>;
+}
+
+function watchMemory(child: ChildProcess): { peak(): number; stop(): void } {
+  let peakKiB = 0;
+  const timer = setInterval(() => {
+    try {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      peakKiB = Math.max(peakKiB, kib);
+    } catch {
+      // The process is gone.
+    }
+  }, 100);
+  timer.unref();
+  return { peak: () => peakKiB / 1024, stop: () => clearInterval(timer) };
+}
+
+function stopper(child: ChildProcess, memory: { stop(): void }): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      memory.stop();
+      if (child.exitCode !== null) {
+        resolve();
+        return;
+      }
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+}
+
+/** Waits until grpc.health.v1 says SERVING (raw call, no generated code needed). */
+async function waitUntilServing(address: string, timeoutMs = 30_000): Promise<void> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      const serving = await new Promise<boolean>((resolve) => {
+        client.makeUnaryRequest(
+          '/grpc.health.v1.Health/Check',
+          () => Buffer.alloc(0),
+          (bytes: Buffer) => bytes,
+          {},
+          (error, response) => resolve(!error && response?.[1] === 1),
+        );
+      });
+      if (serving) {
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    throw new Error(`${address} did not become SERVING`);
+  } finally {
+    client.close();
+  }
+}
+
+/** Starts one of the services as its own process, the way `npm start` does. */
+export async function startServiceProcess(
+  name: 'patient-svc' | 'vitals-svc' | 'audit-svc' | 'analytics-svc',
+  env: Record<string, string>,
+): Promise<ServerProcess> {
+  const port = await freePort();
+  const portVariable = `${name.replace('-svc', '').toUpperCase()}_SVC_PORT`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', '@clinical/telemetry/register', 'src/main.ts'], {
+    cwd: `${ROOT}apps/${name}`,
+    env: { ...process.env, ...env, [portVariable]: String(port), GRPC_HOST: '127.0.0.1', SERVICE_NAME: name, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const address = `127.0.0.1:${port}`;
+  await waitUntilServing(address);
+  const memory = watchMemory(child);
+  return { address, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
+}
+
+/** Starts the bare grpc-js baseline server answering with `responseFile`'s bytes. */
+export async function startEchoProcess(responseFile: string): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}bench/src/echoServer.ts`, responseFile], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`echo server exited with ${code}`)));
+  });
+  const memory = watchMemory(child);
+  return { address: `127.0.0.1:${port}`, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
+}
+
+/** A raw grpc-js unary caller: the same client cost for the baseline and the services. */
+export function unaryCaller<Request, Response>(
+  address: string,
+  path: string,
+  encode: (request: Request) => Uint8Array,
+  decode: (bytes: Uint8Array) => Response,
+  token?: string,
+): { call(request: Request): Promise<Response>; close(): void } {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const metadata = new grpc.Metadata();
+  if (token) {
+    metadata.set('authorization', `Bearer ${token}`);
+  }
+  return {
+    call: (request) =>
+      new Promise((resolve, reject) => {
+        client.makeUnaryRequest(
+          path,
+          (value: Request) => Buffer.from(encode(value)),
+          (bytes: Buffer) => decode(bytes),
+          request,
+          metadata,
+          (error, response) => (error ? reject(error) : resolve(response as Response)),
+        );
+      }),
+    close: () => client.close(),
+  };
+}

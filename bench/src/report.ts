@@ -1,0 +1,48 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult } from './loadGenerator.js';
+
+export interface ScenarioReport {
+  readonly scenario: string;
+  readonly baseline: LoadResult;
+  readonly measured: LoadResult;
+  readonly concurrency: number;
+  /** Peak resident memory of the service process during the run, MiB. */
+  readonly servicePeakRssMiB: number;
+  /** Extra figures a scenario reports (e.g. rows per second). */
+  readonly extra?: Record<string, number | string>;
+}
+
+const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
+const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+
+/** Prints the run side by side with its baseline, and writes it as JSON under bench/results. */
+export function report(reports: readonly ScenarioReport[]): void {
+  const header = ['scenario', 'rps', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'vs baseline', 'rss MiB'];
+  const rows = reports.flatMap((entry) => [
+    [`${entry.scenario} (baseline: bare grpc-js)`, fixed(entry.baseline.rps, 0), fixed(entry.baseline.p50Ms), fixed(entry.baseline.p90Ms), fixed(entry.baseline.p99Ms), fixed(entry.baseline.maxMs), String(entry.baseline.errors), '1.00', ''],
+    [entry.scenario, fixed(entry.measured.rps, 0), fixed(entry.measured.p50Ms), fixed(entry.measured.p90Ms), fixed(entry.measured.p99Ms), fixed(entry.measured.maxMs), String(entry.measured.errors), fixed(entry.measured.rps / entry.baseline.rps), fixed(entry.servicePeakRssMiB, 0)],
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ');
+  process.stdout.write(`${line(header)}\n${widths.map((width) => '-'.repeat(width)).join('  ')}\n`);
+  for (const row of rows) {
+    process.stdout.write(`${line(row)}\n`);
+  }
+  for (const entry of reports) {
+    if (entry.extra) {
+      process.stdout.write(`${entry.scenario}: ${JSON.stringify(entry.extra)}\n`);
+    }
+    if (entry.measured.firstError) {
+      process.stdout.write(`${entry.scenario}: first error: ${entry.measured.firstError}\n`);
+    }
+  }
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = `${RESULTS_DIR}${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  writeFileSync(
+    file,
+    `${JSON.stringify({ node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, reports }, null, 2)}\n`,
+  );
+  process.stdout.write(`results: ${file}\n`);
+}

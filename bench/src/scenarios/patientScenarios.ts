@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { patientV1 } from '@clinical/contracts';
+import pg from 'pg';
+import type { BenchEnvironment } from '../benchEnvironment.js';
+import { runLoad, type LoadResult } from '../loadGenerator.js';
+import { startEchoProcess, startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
+import type { ScenarioReport } from '../report.js';
+
+export interface RunSettings {
+  readonly concurrency: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+}
+
+const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
+
+/** Inserts `count` realistic patients straight in SQL (not through the service, so nothing is cached). */
+async function seedPatients(databaseUrl: string, count: number): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ patient_id: string }>(
+      `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date, treatment_arm, demographics, medical_history)
+       SELECT 'B' || $2 || '-' || g, ($3::text[])[1 + g % 4], 'RA001', date '2024-01-01' + (g % 300), 'ARM-' || (g % 2),
+              jsonb_build_object('sex', 'FEMALE', 'birth_year', 1950 + g % 50, 'race', jsonb_build_array('Asian'),
+                                 'height_cm', 150 + g % 40, 'weight_kg', 50 + g % 50),
+              jsonb_build_object('conditions', jsonb_build_array(jsonb_build_object('code', 'M06.9',
+                                 'description', 'Rheumatoid arthritis', 'onset_date', '2019-03-02', 'ongoing', true)),
+                                 'allergies', jsonb_build_array('penicillin'))
+         FROM generate_series(1, $1) AS g
+       RETURNING patient_id`,
+      [count, randomUUID().slice(0, 8), SITES],
+    );
+    return rows.map((row) => row.patient_id);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Measures the bare grpc-js baseline: same client, same concurrency, same response bytes. */
+async function measureBaseline(response: Uint8Array, request: Uint8Array, settings: RunSettings): Promise<LoadResult> {
+  const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
+  writeFileSync(file, response);
+  const echo = await startEchoProcess(file);
+  const caller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
+  try {
+    return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
+  } finally {
+    caller.close();
+    await echo.stop();
+  }
+}
+
+async function withPatientService<T>(environment: BenchEnvironment, use: (service: ServerProcess) => Promise<T>): Promise<T> {
+  const service = await startServiceProcess('patient-svc', environment.serviceEnv);
+  try {
+    return await use(service);
+  } finally {
+    await service.stop();
+  }
+}
+
+/**
+ * GetPatient served from the cache (every id read once before measuring), and
+ * GetPatient missing it (every call a patient never read), against the
+ * baseline answering with the same response bytes.
+ */
+export async function getPatient(
+  environment: BenchEnvironment,
+  settings: RunSettings,
+  mode: 'hit' | 'miss',
+): Promise<ScenarioReport> {
+  const poolSize = mode === 'hit' ? 1_000 : 150_000;
+  const ids = await seedPatients(environment.database.url, poolSize);
+  const token = await environment.token({ roles: ['monitor'], sites: SITES });
+  return withPatientService(environment, async (service) => {
+    const caller = unaryCaller(
+      service.address,
+      '/clinical.patient.v1.PatientService/GetPatient',
+      (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
+      (bytes) => patientV1.GetPatientResponse.decode(bytes),
+      token,
+    );
+    try {
+      const sample = await caller.call({ patientId: ids[0]! });
+      if (mode === 'hit') {
+        for (const patientId of ids) {
+          await caller.call({ patientId });
+        }
+      }
+      const baseline = await measureBaseline(
+        patientV1.GetPatientResponse.encode(sample).finish(),
+        patientV1.GetPatientRequest.encode({ patientId: ids[0]! }).finish(),
+        settings,
+      );
+      // Misses walk the ids once, skipping the one already read; hits cycle over the warmed set.
+      const measured = await runLoad({
+        ...settings,
+        call: (index) => caller.call({ patientId: ids[mode === 'hit' ? index % ids.length : 1 + index]! }).then(() => undefined),
+      });
+      return {
+        scenario: `get-patient-${mode}`,
+        baseline,
+        measured,
+        concurrency: settings.concurrency,
+        servicePeakRssMiB: service.peakRssMiB(),
+      };
+    } finally {
+      caller.close();
+    }
+  });
+}
+
+/** CreatePatient, one new patient per call (audit row and cache fill included). */
+export async function createPatient(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport> {
+  const token = await environment.token({ roles: ['coordinator'], sites: SITES });
+  const run = randomUUID().slice(0, 8);
+  const patient = (index: number) =>
+    patientV1.Patient.fromPartial({
+      subjectNumber: `C${run}-${index}`,
+      siteId: SITES[index % SITES.length],
+      protocolId: 'RA001',
+      enrollmentDate: { year: 2024, month: 3, day: 1 + (index % 28) },
+      treatmentArm: 'ARM-1',
+      demographics: { sex: patientV1.Sex.SEX_MALE, birthYear: 1970, race: ['White'], heightCm: 180, weightKg: 80 },
+    });
+  return withPatientService(environment, async (service) => {
+    const caller = unaryCaller(
+      service.address,
+      '/clinical.patient.v1.PatientService/CreatePatient',
+      (request: patientV1.CreatePatientRequest) => patientV1.CreatePatientRequest.encode(request).finish(),
+      (bytes) => patientV1.CreatePatientResponse.decode(bytes),
+      token,
+    );
+    try {
+      const sample = await caller.call({ patient: patient(-1), requestId: '' });
+      const baseline = await measureBaseline(
+        patientV1.CreatePatientResponse.encode(sample).finish(),
+        patientV1.CreatePatientRequest.encode({ patient: patient(0), requestId: '' }).finish(),
+        settings,
+      );
+      const measured = await runLoad({
+        ...settings,
+        call: (index) => caller.call({ patient: patient(index), requestId: '' }).then(() => undefined),
+      });
+      return {
+        scenario: 'create-patient',
+        baseline,
+        measured,
+        concurrency: settings.concurrency,
+        servicePeakRssMiB: service.peakRssMiB(),
+      };
+    } finally {
+      caller.close();
+    }
+  });
+}

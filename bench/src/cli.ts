@@ -1,19 +1,14 @@
 /**
  * `npm run bench -- <scenario...> [--concurrency 32] [--duration 10] [--warmup 2]`
- * Runs each scenario against a real service process, and the bare grpc-js
- * baseline with the same client, concurrency and response bytes in the same
- * run; prints a table and writes JSON to bench/results.
+ * Runs each scenario against a real service process, with its baseline (a
+ * bare grpc-js server, raw SQL or raw Redis) measured in the same run; prints
+ * a table and writes JSON to bench/results. With no scenario, lists them.
  */
 import { parseArgs } from 'node:util';
 import { createBenchEnvironment } from './benchEnvironment.js';
 import { report, type ScenarioReport } from './report.js';
-import { createPatient, getPatient, type RunSettings } from './scenarios/patientScenarios.js';
-
-const SCENARIOS = {
-  'get-patient-hit': (environment, settings) => getPatient(environment, settings, 'hit'),
-  'get-patient-miss': (environment, settings) => getPatient(environment, settings, 'miss'),
-  'create-patient': createPatient,
-} satisfies Record<string, (environment: Awaited<ReturnType<typeof createBenchEnvironment>>, settings: RunSettings) => Promise<ScenarioReport>>;
+import type { RunSettings } from './scenario.js';
+import { SCENARIOS } from './scenarios/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -24,8 +19,11 @@ const { values, positionals } = parseArgs({
   },
 });
 
-const names = positionals.length > 0 ? positionals : Object.keys(SCENARIOS);
-const unknown = names.filter((name) => !(name in SCENARIOS));
+if (positionals.length === 0) {
+  process.stdout.write(`scenarios: ${Object.keys(SCENARIOS).join(', ')}\n`);
+  process.exit(0);
+}
+const unknown = positionals.filter((name) => !(name in SCENARIOS));
 if (unknown.length > 0) {
   console.error(`bench: unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);
   process.exit(64);
@@ -37,11 +35,11 @@ const settings: RunSettings = {
 };
 
 const reports: ScenarioReport[] = [];
-for (const name of names) {
+for (const name of positionals) {
   const environment = await createBenchEnvironment();
   try {
     process.stdout.write(`running ${name} (${settings.concurrency} in flight, ${values.duration}s)...\n`);
-    reports.push(await SCENARIOS[name as keyof typeof SCENARIOS](environment, settings));
+    reports.push(...[await SCENARIOS[name]!(environment, settings)].flat());
   } finally {
     await environment.close();
   }

@@ -8,12 +8,7 @@ import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad, type LoadResult } from '../loadGenerator.js';
 import { startEchoProcess, startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-
-export interface RunSettings {
-  readonly concurrency: number;
-  readonly durationMs: number;
-  readonly warmupMs: number;
-}
+import type { RunSettings, Scenario } from '../scenario.js';
 
 const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
 
@@ -158,3 +153,10 @@ export async function createPatient(environment: BenchEnvironment, settings: Run
     }
   });
 }
+
+/** The patient-svc benchmarks, by name. */
+export const patientScenarios: Record<string, Scenario> = {
+  'get-patient-hit': (environment, settings) => getPatient(environment, settings, 'hit'),
+  'get-patient-miss': (environment, settings) => getPatient(environment, settings, 'miss'),
+  'create-patient': createPatient,
+};

@@ -5,6 +5,8 @@ import type { LoadResult } from './loadGenerator.js';
 
 export interface ScenarioReport {
   readonly scenario: string;
+  /** What the baseline is ('bare grpc-js' unless said otherwise: 'raw COPY', 'raw SQL'...). */
+  readonly baselineName?: string;
   readonly baseline: LoadResult;
   readonly measured: LoadResult;
   readonly concurrency: number;
@@ -21,7 +23,7 @@ const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toF
 export function report(reports: readonly ScenarioReport[]): void {
   const header = ['scenario', 'rps', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'vs baseline', 'rss MiB'];
   const rows = reports.flatMap((entry) => [
-    [`${entry.scenario} (baseline: bare grpc-js)`, fixed(entry.baseline.rps, 0), fixed(entry.baseline.p50Ms), fixed(entry.baseline.p90Ms), fixed(entry.baseline.p99Ms), fixed(entry.baseline.maxMs), String(entry.baseline.errors), '1.00', ''],
+    [`${entry.scenario} (baseline: ${entry.baselineName ?? 'bare grpc-js'})`, fixed(entry.baseline.rps, 0), fixed(entry.baseline.p50Ms), fixed(entry.baseline.p90Ms), fixed(entry.baseline.p99Ms), fixed(entry.baseline.maxMs), String(entry.baseline.errors), '1.00', ''],
     [entry.scenario, fixed(entry.measured.rps, 0), fixed(entry.measured.p50Ms), fixed(entry.measured.p90Ms), fixed(entry.measured.p99Ms), fixed(entry.measured.maxMs), String(entry.measured.errors), fixed(entry.measured.rps / entry.baseline.rps), fixed(entry.servicePeakRssMiB, 0)],
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));

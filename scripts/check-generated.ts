@@ -4,9 +4,10 @@
  * what is committed.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { descriptorModuleSource } from './descriptorModule.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), 'contracts-'));
@@ -22,6 +23,10 @@ try {
   const buf = join(root, 'node_modules/.bin/buf');
   execFileSync(buf, ['generate', '--output', scratch], { cwd: root, stdio: 'inherit' });
   execFileSync(buf, ['build', 'proto', '-o', join(scratch, 'clinical.binpb')], { cwd: root, stdio: 'inherit' });
+  writeFileSync(
+    join(scratch, 'libs/contracts/src/gen/descriptorSet.ts'),
+    descriptorModuleSource(readFileSync(join(scratch, 'clinical.binpb'))),
+  );
 
   const committedDir = join(root, 'libs/contracts/src/gen');
   const freshDir = join(scratch, 'libs/contracts/src/gen');

@@ -4,15 +4,16 @@
  * - Redis: REDIS_URL, or else a redis-server from the PATH (no persistence).
  * - The schema is migrated before the services start.
  * - JWT_SECRET, or else a development secret kept in .data (say so loudly).
+ * - The services run from their production bundles (`nx run-many -t build`).
  * Ctrl-C (or SIGTERM) stops the services gracefully, then what this started.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRedisClient, waitForRedis } from '@clinical/cache';
 import { migrate } from '@clinical/db';
-import { SERVICES, type ServiceName } from '@clinical/server-kit';
+import { SERVICE_PROCESS_ARGUMENTS, SERVICES, type ServiceName } from '@clinical/server-kit';
 import { DATA_DIR, readDevEnvironment, writeDevEnvironment } from './devEnvironment.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -81,7 +82,7 @@ async function startRedisServer(): Promise<string> {
 function startServiceProcess(name: ServiceName, env: NodeJS.ProcessEnv): ChildProcess {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--import', '@clinical/telemetry/register', 'src/main.ts'],
+    [...SERVICE_PROCESS_ARGUMENTS],
     { cwd: `${ROOT}apps/${name}`, env: { ...env, SERVICE_NAME: name }, stdio: 'inherit' },
   );
   say(`${name} starting on port ${env[`${SERVICES[name].envPrefix}_PORT`] ?? SERVICES[name].port}`);
@@ -134,6 +135,8 @@ try {
   }
   writeDevEnvironment({ DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret });
 
+  say('building the services');
+  execFileSync('npx', ['nx', 'run-many', '-t', 'build', '--outputStyle=static'], { cwd: ROOT, stdio: 'ignore' });
   const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret };
   for (const name of Object.keys(SERVICES) as ServiceName[]) {
     const child = startServiceProcess(name, env);

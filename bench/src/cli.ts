@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createBenchEnvironment } from './benchEnvironment.js';
+import { buildServices } from './processes.js';
 import { report, type ScenarioReport } from './report.js';
 import type { RunSettings } from './scenario.js';
 import { SCENARIOS } from './scenarios/index.js';
@@ -34,6 +35,7 @@ const settings: RunSettings = {
   warmupMs: Number(values.warmup) * 1_000,
 };
 
+buildServices();
 const reports: ScenarioReport[] = [];
 for (const name of positionals) {
   const environment = await createBenchEnvironment();

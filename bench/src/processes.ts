@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
 import * as grpc from '@grpc/grpc-js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -77,14 +78,19 @@ async function waitUntilServing(address: string, timeoutMs = 30_000): Promise<vo
   }
 }
 
-/** Starts one of the services as its own process, the way `npm start` does. */
+/** Builds the services' production bundles (cached by Nx when nothing changed). */
+export function buildServices(): void {
+  execFileSync('npx', ['nx', 'run-many', '-t', 'build', '--outputStyle=static'], { cwd: ROOT, stdio: 'ignore' });
+}
+
+/** Starts one of the services from its production bundle as its own process, the way `npm start` does. */
 export async function startServiceProcess(
   name: 'patient-svc' | 'vitals-svc' | 'audit-svc' | 'analytics-svc',
   env: Record<string, string>,
 ): Promise<ServerProcess> {
   const port = await freePort();
   const portVariable = `${name.replace('-svc', '').toUpperCase()}_SVC_PORT`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', '@clinical/telemetry/register', 'src/main.ts'], {
+  const child = spawn(process.execPath, [...SERVICE_PROCESS_ARGUMENTS], {
     cwd: `${ROOT}apps/${name}`,
     env: { ...process.env, ...env, [portVariable]: String(port), GRPC_HOST: '127.0.0.1', SERVICE_NAME: name, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -35,12 +35,22 @@ async function seedPatients(databaseUrl: string, count: number): Promise<string[
   }
 }
 
-/** Measures the bare grpc-js baseline: same client, same concurrency, same response bytes. */
-async function measureBaseline(response: Uint8Array, request: Uint8Array, settings: RunSettings): Promise<LoadResult> {
+/**
+ * Measures the bare grpc-js baseline with the same client work as the
+ * scenario: the same request encoding, the same response bytes decoded by the
+ * same decoder, at the same concurrency.
+ */
+async function measureBaseline<Request, Response>(
+  request: Request,
+  encode: (request: Request) => Uint8Array,
+  decode: (bytes: Uint8Array) => Response,
+  responseBytes: Uint8Array,
+  settings: RunSettings,
+): Promise<LoadResult> {
   const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
-  writeFileSync(file, response);
+  writeFileSync(file, responseBytes);
   const echo = await startEchoProcess(file);
-  const caller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
+  const caller = unaryCaller(echo.address, '/bench.Echo/Echo', encode, decode);
   try {
     return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
   } finally {
@@ -87,8 +97,10 @@ export async function getPatient(
         }
       }
       const baseline = await measureBaseline(
+        { patientId: ids[0]! },
+        (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
+        (bytes) => patientV1.GetPatientResponse.decode(bytes),
         patientV1.GetPatientResponse.encode(sample).finish(),
-        patientV1.GetPatientRequest.encode({ patientId: ids[0]! }).finish(),
         settings,
       );
       // Misses walk the ids once, skipping the one already read; hits cycle over the warmed set.
@@ -133,8 +145,10 @@ export async function createPatient(environment: BenchEnvironment, settings: Run
     try {
       const sample = await caller.call({ patient: patient(-1), requestId: '' });
       const baseline = await measureBaseline(
+        { patient: patient(0), requestId: '' },
+        (request: patientV1.CreatePatientRequest) => patientV1.CreatePatientRequest.encode(request).finish(),
+        (bytes) => patientV1.CreatePatientResponse.decode(bytes),
         patientV1.CreatePatientResponse.encode(sample).finish(),
-        patientV1.CreatePatientRequest.encode({ patient: patient(0), requestId: '' }).finish(),
         settings,
       );
       const measured = await runLoad({

@@ -25,6 +25,9 @@ export function createRedisClient(options: RedisClientOptions): RedisClient {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2_000,
+    // Commands issued in the same tick go out in one write: under load that
+    // turns many small writes (a syscall each) into a few.
+    enableAutoPipelining: true,
     retryStrategy: (attempt: number) => Math.min(100 * 2 ** attempt, 2_000),
   };
   if (options.clusterNodes && options.clusterNodes.length > 0) {
@@ -33,7 +36,7 @@ export function createRedisClient(options: RedisClientOptions): RedisClient {
         const [host, port] = node.split(':');
         return { host: host ?? '127.0.0.1', port: Number(port ?? 6379) };
       }),
-      { keyPrefix: common.keyPrefix, enableOfflineQueue: false, redisOptions: common },
+      { keyPrefix: common.keyPrefix, enableOfflineQueue: false, enableAutoPipelining: true, redisOptions: common },
     );
   }
   if (!options.url) {

@@ -1,11 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { descriptorSetBase64 } from './gen/descriptorSet.js';
 
-/** Path of the `buf build` image of every contract and its imports, with comments. */
-const descriptorSetPath = fileURLToPath(new URL('../descriptor/clinical.binpb', import.meta.url));
-
-/** The encoded google.protobuf.FileDescriptorSet of all contracts, for server reflection. */
-export const descriptorSet: Uint8Array = readFileSync(descriptorSetPath);
+/** The encoded google.protobuf.FileDescriptorSet of all contracts (with comments), for server reflection. */
+export const descriptorSet: Uint8Array = Buffer.from(descriptorSetBase64, 'base64');
 
 /** Fully qualified names of the services of each area. */
 export const serviceNames = {

@@ -1,5 +1,11 @@
 export { ConfigError, loadConfig } from './config/loadConfig.js';
-export { loadServiceConfig, SERVICES, type ServiceConfig, type ServiceName } from './config/serviceConfig.js';
+export {
+  loadServiceConfig,
+  SERVICE_PROCESS_ARGUMENTS,
+  SERVICES,
+  type ServiceConfig,
+  type ServiceName,
+} from './config/serviceConfig.js';
 export {
   accessibleSites,
   canAccessSite,

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import { UnauthenticatedError } from '@clinical/errors';
 import { SignJWT, errors as joseErrors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import { z } from 'zod';
@@ -13,6 +13,8 @@ export interface TokenKeyOptions {
   readonly publicKeyAlgorithm?: string;
   readonly issuer: string;
   readonly audience: string;
+  /** How many verified tokens to remember (until they expire). */
+  readonly rememberedTokens?: number;
 }
 
 /** Verifies a bearer token and returns its principal. */
@@ -31,19 +33,29 @@ const claimsSchema = z.object({
  * caller (the auth middleware), since that needs the session store.
  */
 export async function createTokenVerifier(options: TokenKeyOptions): Promise<TokenVerifier> {
-  let key: CryptoKey | Uint8Array;
+  let key: CryptoKey | KeyObject;
   let algorithms: string[];
   if (options.publicKey) {
     const algorithm = options.publicKeyAlgorithm ?? 'RS256';
     key = await importSPKI(options.publicKey, algorithm);
     algorithms = [algorithm];
   } else if (options.secret) {
-    key = new TextEncoder().encode(options.secret);
+    // Imported once: jose would otherwise import a raw secret on every verification.
+    key = createSecretKey(Buffer.from(options.secret));
     algorithms = ['HS256'];
   } else {
     throw new Error('createTokenVerifier: a secret or a public key is required');
   }
+  // Verification is the costliest step of a call, and a client sends the same
+  // token on every call: a verified token is remembered until it expires.
+  // Revocation does not depend on this: the session is checked on every call.
+  const verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
+  const rememberedTokens = options.rememberedTokens ?? 10_000;
   return async (token) => {
+    const remembered = verified.get(token);
+    if (remembered && remembered.expiresAtMs > Date.now()) {
+      return remembered.principal;
+    }
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, key, {
@@ -58,6 +70,12 @@ export async function createTokenVerifier(options: TokenKeyOptions): Promise<Tok
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) {
       throw new UnauthenticatedError('token claims are malformed');
+    }
+    if (payload.exp !== undefined) {
+      if (verified.size >= rememberedTokens) {
+        verified.delete(verified.keys().next().value as string);
+      }
+      verified.set(token, { principal: claims.data, expiresAtMs: payload.exp * 1_000 });
     }
     return claims.data;
   };

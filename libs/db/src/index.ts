@@ -11,3 +11,6 @@ export {
 } from './accessAudit/createAccessRecorder.js';
 export { migrate, type MigrateOptions } from './migrate.js';
 export { runIdempotent, type IdempotencyKey, type ResponseCodec } from './idempotency.js';
+export { copyRows, copyText, COPY_NULL } from './copyRows.js';
+export { withAuditedClient } from './withAuditedClient.js';
+export { claimRequestId, saveIdempotentResponse, type RequestIdentity, type StoredResponse } from './idempotentClientRequests.js';

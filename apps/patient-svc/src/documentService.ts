@@ -1,19 +1,24 @@
 import { documentV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { createDocumentHandler } from './documents/createDocument.js';
+import { createDocumentVersionHandler } from './documents/createDocumentVersion.js';
+import { getDocumentHandler } from './documents/getDocument.js';
+import { listDocumentsHandler } from './documents/listDocuments.js';
+import { listDocumentVersionsHandler } from './documents/listDocumentVersions.js';
 
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 const WRITERS = ['admin', 'coordinator', 'investigator'] as const;
 
 /** clinical.patient.v1.DocumentService bound to its handlers and method policies. */
-export function documentService(): ServiceBinding {
+export function documentService(runtime: ServiceRuntime): ServiceBinding {
   return defineService(
     documentV1.DocumentServiceDefinition,
     {
-      createDocument: notYetServed('CreateDocument'),
-      getDocument: notYetServed('GetDocument'),
-      listDocuments: notYetServed('ListDocuments'),
-      createDocumentVersion: notYetServed('CreateDocumentVersion'),
-      listDocumentVersions: notYetServed('ListDocumentVersions'),
+      createDocument: createDocumentHandler(runtime),
+      getDocument: getDocumentHandler(runtime),
+      listDocuments: listDocumentsHandler(runtime),
+      createDocumentVersion: createDocumentVersionHandler(runtime),
+      listDocumentVersions: listDocumentVersionsHandler(runtime),
     },
     {
       createDocument: { roles: WRITERS, cost: 3 },

@@ -1,7 +1,11 @@
 import { patientV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { batchCreatePatientsHandler } from './patients/batchCreatePatients.js';
+import { changePatientStatusHandler } from './patients/changePatientStatus.js';
 import { createPatientHandler } from './patients/createPatient.js';
 import { getPatientHandler } from './patients/getPatient.js';
+import { listPatientsHandler } from './patients/listPatients.js';
+import { updatePatientHandler } from './patients/updatePatient.js';
 
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 const WRITERS = ['admin', 'coordinator', 'investigator'] as const;
@@ -13,10 +17,10 @@ export function patientService(runtime: ServiceRuntime): ServiceBinding {
     {
       createPatient: createPatientHandler(runtime),
       getPatient: getPatientHandler(runtime),
-      batchCreatePatients: notYetServed('BatchCreatePatients'),
-      listPatients: notYetServed('ListPatients'),
-      updatePatient: notYetServed('UpdatePatient'),
-      changePatientStatus: notYetServed('ChangePatientStatus'),
+      batchCreatePatients: batchCreatePatientsHandler(runtime),
+      listPatients: listPatientsHandler(runtime),
+      updatePatient: updatePatientHandler(runtime),
+      changePatientStatus: changePatientStatusHandler(runtime),
     },
     {
       createPatient: { roles: WRITERS, cost: 2 },

@@ -5,5 +5,5 @@ import { patientService } from './patientService.js';
 /** patient-svc: trial subjects and their clinical documents. */
 export const patientServiceModule: ServiceModule = {
   name: 'patient-svc',
-  createServices: (runtime) => [patientService(runtime), documentService()],
+  createServices: (runtime) => [patientService(runtime), documentService(runtime)],
 };

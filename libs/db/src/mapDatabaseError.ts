@@ -109,6 +109,10 @@ function mapSqlState(code: string, cause: unknown): DomainError | undefined {
   if (code.startsWith('40')) {
     return new AbortedError('concurrent modification, retry the request', { cause });
   }
+  // Class 54: program limits (a JSON document nested too deep, too many columns).
+  if (code.startsWith('54')) {
+    return new InvalidArgumentError({ field: 'request', description: `exceeds a database limit (SQLSTATE ${code})` }, { cause });
+  }
   if (code === '42501') {
     return new PermissionDeniedError('operation not permitted', { cause });
   }

@@ -19,7 +19,13 @@ export type { AuthenticatedContext, HandlerContext } from './middleware/authenti
 export { defineService, type MethodPolicy, type ServiceBinding } from './server/defineService.js';
 export { startService, type RunningService, type ServiceModule, type ServiceRuntime } from './server/startService.js';
 export { runServiceMain } from './server/runServiceMain.js';
-export { accessEventsOf, auditContextOf, clientIpOf, type AccessedEntity } from './requestContext.js';
+export {
+  accessEventsOf,
+  auditContextOf,
+  clientIpOf,
+  idempotencyKeyOf,
+  type AccessedEntity,
+} from './requestContext.js';
 export {
   FieldValidator,
   formatCivilDate,
@@ -29,3 +35,4 @@ export {
   type StringRule,
 } from './validation/fieldValidator.js';
 export { notYetServed } from './server/notYetServed.js';
+export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';

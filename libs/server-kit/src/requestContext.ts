@@ -1,4 +1,4 @@
-import type { AccessEvent, AuditContext } from '@clinical/db';
+import type { AccessEvent, AuditContext, IdempotencyKey } from '@clinical/db';
 import { activeTraceId } from '@clinical/telemetry';
 import type { HandlerContext } from './middleware/authentication.js';
 
@@ -37,4 +37,19 @@ export function accessEventsOf(context: HandlerContext, entities: readonly Acces
     traceId,
     clientIp,
   }));
+}
+
+/**
+ * The idempotency key of a mutation: the caller's request_id, scoped to the
+ * method and the caller, with the request's bytes (without the request_id)
+ * so that a reused id with a different request is refused. None without a request_id.
+ */
+export function idempotencyKeyOf(
+  context: HandlerContext,
+  requestId: string,
+  requestWithoutId: () => Uint8Array,
+): IdempotencyKey | undefined {
+  return requestId
+    ? { scope: `${context.method}:${context.principal.sub}`, requestId: requestId.toLowerCase(), requestBytes: requestWithoutId() }
+    : undefined;
 }

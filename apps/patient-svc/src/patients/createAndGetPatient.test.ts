@@ -1,43 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { patientV1 } from '@clinical/contracts';
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import { ClientError, Status } from 'nice-grpc';
+import { Status } from 'nice-grpc';
 import { BadRequest } from 'nice-grpc-error-details';
 import { Status as RpcStatus } from 'nice-grpc-error-details/lib/proto/google/rpc/status.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patientServiceModule } from '../patientServiceModule.js';
+import { expectStatus, newPatient } from '../testing/fixtures.js';
 import { patientCacheKey } from './patientCache.js';
 
 let service: TestService;
 let admin: pg.Client;
 let coordinatorToken: string;
-
-const newPatient = (overrides: Partial<patientV1.Patient> = {}): patientV1.Patient =>
-  patientV1.Patient.fromPartial({
-    subjectNumber: `RA001-${randomUUID().slice(0, 8)}`,
-    siteId: 'SITE-A',
-    protocolId: 'RA001',
-    enrollmentDate: { year: 2024, month: 1, day: 15 },
-    treatmentArm: 'ARM-1',
-    demographics: { sex: patientV1.Sex.SEX_FEMALE, birthYear: 1980, race: ['Asian'], heightCm: 165, weightKg: 60 },
-    medicalHistory: {
-      conditions: [{ code: 'M06.9', description: 'Rheumatoid arthritis', onsetDate: { year: 2019, month: 3, day: 2 }, ongoing: true }],
-      medications: [{ name: 'Methotrexate', dose: '15 mg weekly', startDate: { year: 2019, month: 4, day: 1 } }],
-      allergies: ['penicillin'],
-    },
-    ...overrides,
-  });
-
-async function expectStatus(promise: Promise<unknown>, code: Status): Promise<ClientError> {
-  const error = await promise.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(ClientError);
-  expect(Status[(error as ClientError).code]).toBe(Status[code]);
-  return error as ClientError;
-}
 
 beforeAll(async () => {
   service = await startTestService(patientServiceModule);

@@ -5,10 +5,11 @@ import {
   auditContextOf,
   canAccessSite,
   FieldValidator,
+  idempotencyKeyOf,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
-import { patientCacheKey, patientCodec } from './patientCache.js';
+import { cacheWrittenPatients } from './patientCache.js';
 import { insertPatient } from './patientQueries.js';
 import { toPatientMessage } from './patientRecord.js';
 import { validateNewPatient } from './validatePatient.js';
@@ -37,27 +38,19 @@ export function createPatientHandler(runtime: ServiceRuntime) {
       throw new PermissionDeniedError('the caller has no access to this site');
     }
 
-    const idempotencyKey = request.requestId
-      ? {
-          scope: `PatientService/CreatePatient:${context.principal.sub}`,
-          requestId: request.requestId,
-          requestBytes: patientV1.CreatePatientRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
-    let version: string | undefined;
+    const key = idempotencyKeyOf(context, request.requestId, () =>
+      patientV1.CreatePatientRequest.encode({ ...request, requestId: '' }).finish(),
+    );
+    let rowVersion: string | undefined;
     const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
-        const row = await insertPatient(transaction, patient, enrollmentDate as string);
-        version = row.row_version;
+      runIdempotent(transaction, key, responseCodec, async () => {
+        const row = await insertPatient(transaction, { patient, enrollmentDate: enrollmentDate as string });
+        rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };
       }),
     );
-
-    if (response.patient && version !== undefined) {
-      await runtime.cache.store(patientCacheKey(response.patient.patientId), patientCodec, runtime.config.cacheTtlSeconds.patient, {
-        value: response.patient,
-        version: Number(version),
-      });
+    if (response.patient && rowVersion) {
+      await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);
     }
     return response;
   };

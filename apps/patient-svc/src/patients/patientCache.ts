@@ -1,5 +1,6 @@
 import { patientV1 } from '@clinical/contracts';
 import type { CacheCodec } from '@clinical/cache';
+import type { ServiceRuntime } from '@clinical/server-kit';
 
 /** Redis key of a patient record. */
 export const patientCacheKey = (patientId: string): string => `patient:${patientId}`;
@@ -9,3 +10,18 @@ export const patientCodec: CacheCodec<patientV1.Patient> = {
   encode: (patient) => patientV1.Patient.encode(patient).finish(),
   decode: (bytes) => patientV1.Patient.decode(bytes),
 };
+
+/** Caches patients just written, after their transaction committed (never inside it). */
+export async function cacheWrittenPatients(
+  runtime: ServiceRuntime,
+  written: readonly { patient: patientV1.Patient; rowVersion: string }[],
+): Promise<void> {
+  await Promise.all(
+    written.map(({ patient, rowVersion }) =>
+      runtime.cache.store(patientCacheKey(patient.patientId), patientCodec, runtime.config.cacheTtlSeconds.patient, {
+        value: patient,
+        version: Number(rowVersion),
+      }),
+    ),
+  );
+}

@@ -163,3 +163,8 @@ export function toPatientMessage(row: PatientRow): patientV1.Patient {
     etag: etagOf(row.row_version),
   };
 }
+
+/** The row version an etag stands for, or undefined when it is not one of ours. */
+export function versionOfEtag(etag: string): string | undefined {
+  return /^"(\d{1,18})"$/.exec(etag)?.[1];
+}

@@ -5,7 +5,8 @@ const { PatientStatus, Sex } = patientV1;
 
 const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const IDENTIFIER_RULE = 'may hold letters, digits, ".", "_" and "-", starting with a letter or digit';
-const EARLIEST_ENROLLMENT = '1990-01-01';
+/** Earliest enrollment date accepted. */
+export const EARLIEST_ENROLLMENT = '1990-01-01';
 const EARLIEST_HISTORY_DATE = '1900-01-01';
 const KNOWN_SEXES = [Sex.SEX_UNSPECIFIED, Sex.SEX_FEMALE, Sex.SEX_MALE, Sex.SEX_INTERSEX, Sex.SEX_UNKNOWN];
 

@@ -47,6 +47,8 @@ export interface ServiceConfig {
     readonly issuer: string;
     readonly audience: string;
   };
+  /** Seals page tokens; the same on every replica (defaults to one derived from the JWT key). */
+  readonly pageTokenSecret: string;
   readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
   readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
   readonly accessAudit: { readonly flushIntervalMs: number; readonly maxPendingEvents: number };
@@ -72,6 +74,7 @@ const commonVariables = z.object({
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
     JWT_PUBLIC_KEY_ALGORITHM: z.enum(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'PS256', 'EdDSA']).default('RS256'),
+    PAGE_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_ISSUER: z.string().default('clinical-platform'),
     JWT_AUDIENCE: z.string().default('clinical-data-services'),
     RATE_LIMIT_POINTS: integer(1_200, 1),
@@ -131,6 +134,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       issuer: parsed.JWT_ISSUER,
       audience: parsed.JWT_AUDIENCE,
     },
+    pageTokenSecret: parsed.PAGE_TOKEN_SECRET ?? `derived:${parsed.JWT_SECRET ?? parsed.JWT_PUBLIC_KEY}`,
     rateLimit: { points: parsed.RATE_LIMIT_POINTS, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
     cacheTtlSeconds: {
       patient: parsed.PATIENT_CACHE_TTL_SECONDS,

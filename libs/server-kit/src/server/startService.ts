@@ -23,6 +23,7 @@ import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { rateLimitingMiddleware } from '../middleware/rateLimiting.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
 import { addReflection } from './reflection.js';
+import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 
 /** Everything a service's handlers may use, built once at start from the configuration. */
 export interface ServiceRuntime {
@@ -36,6 +37,8 @@ export interface ServiceRuntime {
   readonly sessions: SessionStore;
   readonly rateLimiter: RateLimiter;
   readonly accessRecorder: AccessRecorder;
+  /** Seals and checks keyset page tokens. */
+  readonly pageTokens: PageTokenCodec;
 }
 
 /** A deployable service: its name and the gRPC services it binds over the runtime. */
@@ -117,6 +120,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
       maxPendingEvents: config.accessAudit.maxPendingEvents,
       onFlushError: throttledWarning(logger, 'access audit flush failed; retrying'),
     }),
+    pageTokens: createPageTokenCodec(config.pageTokenSecret),
   };
 
   const bindings = await module.createServices(runtime);

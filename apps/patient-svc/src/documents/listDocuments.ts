@@ -1,0 +1,84 @@
+import { documentV1 } from '@clinical/contracts';
+import { NotFoundError } from '@clinical/errors';
+import {
+  accessEventsOf,
+  canAccessSite,
+  FieldValidator,
+  pageSizeOf,
+  type HandlerContext,
+  type ServiceRuntime,
+} from '@clinical/server-kit';
+import { documentAccesses } from './documentAccess.js';
+import { listDocuments, selectPatientSite } from './documentQueries.js';
+import { documentTypeToName, toDocumentMessage, type DocumentRow } from './documentRecord.js';
+import { MAX_METADATA_BYTES } from './validateDocument.js';
+
+const PAGE = { defaultSize: 50, maxSize: 200 };
+/** A page stops growing past this many bytes of JSON, so that it fits a gRPC message. */
+const PAGE_BYTE_BUDGET = 3 * 1_048_576;
+
+/** Keeps rows while the page stays within the byte budget (always at least one). */
+function withinBudget(rows: readonly DocumentRow[]): DocumentRow[] {
+  const kept: DocumentRow[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    bytes += Buffer.byteLength(JSON.stringify(row.content)) + Buffer.byteLength(JSON.stringify(row.metadata));
+    if (kept.length > 0 && bytes > PAGE_BYTE_BUDGET) {
+      break;
+    }
+    kept.push(row);
+  }
+  return kept;
+}
+
+/**
+ * ListDocuments: current versions of one patient's documents, filtered by type
+ * and by JSON containment of content and metadata, in keyset pages. A patient
+ * at another site is NOT_FOUND, like a missing one.
+ */
+export function listDocumentsHandler(runtime: ServiceRuntime) {
+  return async function listDocumentsCall(
+    request: documentV1.ListDocumentsRequest,
+    context: HandlerContext,
+  ): Promise<documentV1.ListDocumentsResponse> {
+    const v = new FieldValidator();
+    v.uuid('patient_id', request.patientId);
+    const documentType = documentTypeToName.get(request.documentType);
+    if (!documentType && request.documentType !== documentV1.DocumentType.DOCUMENT_TYPE_UNSPECIFIED) {
+      v.add('document_type', 'has an unsupported value');
+    }
+    for (const [field, filter] of [
+      ['content_filter', request.contentFilter],
+      ['metadata_filter', request.metadataFilter],
+    ] as const) {
+      if (filter && Buffer.byteLength(JSON.stringify(filter)) > MAX_METADATA_BYTES) {
+        v.add(field, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
+      }
+    }
+    v.throwIfInvalid();
+    const pageSize = pageSizeOf(request.pageSize, PAGE);
+    const patientId = request.patientId.toLowerCase();
+    const filters = { patientId, documentType, content: request.contentFilter ?? null, metadata: request.metadataFilter ?? null };
+    const cursor = runtime.pageTokens.decode(request.pageToken, filters);
+
+    const site = await selectPatientSite(runtime.pool, patientId);
+    if (site === null || !canAccessSite(context.principal, site)) {
+      throw new NotFoundError('patient', patientId);
+    }
+    const rows = await listDocuments(runtime.pool, {
+      patientId,
+      documentType,
+      contentContains: request.contentFilter,
+      metadataContains: request.metadataFilter,
+      after: cursor ? { createdAtKey: String(cursor[0]), documentId: String(cursor[1]) } : undefined,
+      limit: pageSize + 1,
+    });
+    const page = withinBudget(rows.slice(0, pageSize));
+    const last = page[page.length - 1];
+    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(page)));
+    return {
+      documents: page.map(toDocumentMessage),
+      nextPageToken: rows.length > page.length && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
+    };
+  };
+}

@@ -1,0 +1,23 @@
+import type { FieldValidator } from '@clinical/server-kit';
+
+/** Largest content, serialised as JSON. */
+export const MAX_CONTENT_BYTES = 1_048_576;
+/** Largest metadata, serialised as JSON. */
+export const MAX_METADATA_BYTES = 65_536;
+
+const jsonBytes = (value: object | undefined) => (value ? Buffer.byteLength(JSON.stringify(value)) : 0);
+
+/** Checks a document version's title, content and metadata. */
+export function validateDocumentBody(
+  v: FieldValidator,
+  prefix: string,
+  body: { title: string; content?: object; metadata?: object },
+): void {
+  v.string(`${prefix}title`, body.title, { required: true, max: 500 });
+  if (jsonBytes(body.content) > MAX_CONTENT_BYTES) {
+    v.add(`${prefix}content`, `must be at most ${MAX_CONTENT_BYTES} bytes as JSON`);
+  }
+  if (jsonBytes(body.metadata) > MAX_METADATA_BYTES) {
+    v.add(`${prefix}metadata`, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
+  }
+}

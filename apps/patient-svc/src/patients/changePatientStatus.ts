@@ -1,0 +1,80 @@
+import { patientV1 } from '@clinical/contracts';
+import { runIdempotent, withAuditContext } from '@clinical/db';
+import { AbortedError, FailedPreconditionError, NotFoundError } from '@clinical/errors';
+import {
+  accessibleSites,
+  auditContextOf,
+  canAccessSite,
+  FieldValidator,
+  idempotencyKeyOf,
+  type HandlerContext,
+  type ServiceRuntime,
+} from '@clinical/server-kit';
+import { applyGuardedUpdate } from './applyGuardedUpdate.js';
+import { cacheWrittenPatients } from './patientCache.js';
+import { selectPatient } from './patientQueries.js';
+import { statusToName, toPatientMessage, versionOfEtag, type StatusName } from './patientRecord.js';
+import { canTransition } from './statusTransitions.js';
+
+const responseCodec = {
+  encode: (response: patientV1.ChangePatientStatusResponse) => patientV1.ChangePatientStatusResponse.encode(response).finish(),
+  decode: (bytes: Uint8Array) => patientV1.ChangePatientStatusResponse.decode(bytes),
+};
+
+/**
+ * ChangePatientStatus: moves a patient along the documented state machine
+ * (FAILED_PRECONDITION for any other move), at the etag the caller read, with
+ * a reason that the audit trigger records beside the change.
+ */
+export function changePatientStatusHandler(runtime: ServiceRuntime) {
+  return async function changePatientStatus(
+    request: patientV1.ChangePatientStatusRequest,
+    context: HandlerContext,
+  ): Promise<patientV1.ChangePatientStatusResponse> {
+    const v = new FieldValidator();
+    v.uuid('patient_id', request.patientId);
+    const target = statusToName.get(request.status);
+    if (!target) {
+      v.add('status', request.status === patientV1.PatientStatus.PATIENT_STATUS_UNSPECIFIED ? 'is required' : 'has an unsupported value');
+    }
+    v.string('reason', request.reason, { required: true, max: 500 });
+    const expectedVersion = versionOfEtag(request.etag);
+    if (!expectedVersion) {
+      v.add('etag', request.etag ? 'is not an etag this service issued' : 'is required (from GetPatient)');
+    }
+    v.uuid('request_id', request.requestId, false);
+    v.throwIfInvalid();
+
+    const patientId = request.patientId.toLowerCase();
+    const key = idempotencyKeyOf(context, request.requestId, () =>
+      patientV1.ChangePatientStatusRequest.encode({ ...request, requestId: '' }).finish(),
+    );
+    let rowVersion: string | undefined;
+    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
+      runIdempotent(transaction, key, responseCodec, async () => {
+        const current = await selectPatient(transaction, patientId);
+        if (!current || !canAccessSite(context.principal, current.site_id)) {
+          throw new NotFoundError('patient', patientId);
+        }
+        if (current.row_version !== expectedVersion) {
+          throw new AbortedError('the patient changed since it was read (stale etag); read it again and retry');
+        }
+        if (!canTransition(current.status, target as StatusName)) {
+          throw new FailedPreconditionError(`a patient cannot move from ${current.status} to ${target}`);
+        }
+        const row = await applyGuardedUpdate(transaction, {
+          patientId,
+          sites: accessibleSites(context.principal),
+          expectedVersion: current.row_version,
+          changes: { status: target },
+        });
+        rowVersion = row.row_version;
+        return { patient: toPatientMessage(row) };
+      }),
+    );
+    if (response.patient && rowVersion) {
+      await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);
+    }
+    return response;
+  };
+}

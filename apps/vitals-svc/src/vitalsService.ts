@@ -1,20 +1,34 @@
 import { vitalsV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { refuseMalformed, refuseMalformedMessages, withTolerantDecoding } from './malformedRequests.js';
+import { batchRecordVitalsHandler } from './vitals/batchRecordVitals.js';
+import { getLatestVitalsHandler } from './vitals/getLatestVitals.js';
+import type { IngestionDependencies } from './vitals/ingestionPool.js';
+import { listVitalsHandler } from './vitals/listVitals.js';
+import type { PageTokenCodec } from './vitals/pageToken.js';
+import { recordVitalsHandler } from './vitals/recordVitals.js';
+import { streamVitalsHandler } from './vitals/streamVitals.js';
+import { summarizeVitalsHandler } from './vitals/summarizeVitals.js';
 
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 const WRITERS = ['admin', 'coordinator', 'investigator', 'service'] as const;
 
+/** What the handlers need beside the kit's runtime. */
+export interface VitalsDependencies extends IngestionDependencies {
+  readonly pageTokens: PageTokenCodec;
+}
+
 /** clinical.vitals.v1.VitalsService bound to its handlers and method policies. */
-export function vitalsService(): ServiceBinding {
+export function vitalsService(runtime: ServiceRuntime, dependencies: VitalsDependencies): ServiceBinding {
   return defineService(
-    vitalsV1.VitalsServiceDefinition,
+    withTolerantDecoding(vitalsV1.VitalsServiceDefinition),
     {
-      recordVitals: notYetServed('RecordVitals'),
-      batchRecordVitals: notYetServed('BatchRecordVitals'),
-      streamVitals: notYetServed('StreamVitals'),
-      listVitals: notYetServed('ListVitals'),
-      getLatestVitals: notYetServed('GetLatestVitals'),
-      summarizeVitals: notYetServed('SummarizeVitals'),
+      recordVitals: refuseMalformed(recordVitalsHandler(runtime)),
+      batchRecordVitals: refuseMalformed(batchRecordVitalsHandler(dependencies)),
+      streamVitals: refuseMalformedMessages(streamVitalsHandler(dependencies)),
+      listVitals: refuseMalformed(listVitalsHandler(runtime, dependencies.pageTokens)),
+      getLatestVitals: refuseMalformed(getLatestVitalsHandler(runtime)),
+      summarizeVitals: refuseMalformed(summarizeVitalsHandler(runtime)),
     },
     {
       recordVitals: { roles: WRITERS, cost: 1 },

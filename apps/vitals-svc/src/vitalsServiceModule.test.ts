@@ -6,5 +6,5 @@ serviceBootSuite(vitalsServiceModule, ['clinical.vitals.v1.VitalsService'], {
   service: 'clinical.vitals.v1.VitalsService',
   method: 'GetLatestVitals',
   request: { patient_id: '6f1c2a52-8a8f-4d0e-9a37-3c1f1f0f6f10' },
-  expectedCode: status.UNIMPLEMENTED,
+  expectedCode: status.NOT_FOUND,
 });

@@ -1,4 +1,564 @@
-import type { Scenario } from '../scenario.js';
+import { randomFillSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { vitalsV1 } from '@clinical/contracts';
+import { COPY_NULL, copyRows, copyText } from '@clinical/db';
+import * as grpc from '@grpc/grpc-js';
+import pg from 'pg';
+import type { BenchEnvironment } from '../benchEnvironment.js';
+import { runLoad, type LoadResult } from '../loadGenerator.js';
+import { startEchoProcess, startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
+import type { ScenarioReport } from '../report.js';
+import type { RunSettings, Scenario } from '../scenario.js';
 
-/** The vitals-svc benchmarks, by name. */
-export const vitalsScenarios: Record<string, Scenario> = {};
+/**
+ * vitals-svc benchmarks. Ingestion scenarios report rows per second in the
+ * `rps` column (for batches, calls/s x readings per call) and compare, in the
+ * same run and on the same rows, with two baselines: raw COPY into vital_signs
+ * from this process (chunks of 5,000 rows in one transaction, as the service's
+ * role, audit triggers included) and the old system's way, one INSERT per
+ * reading in a loop (one connection, one transaction). Clients send
+ * pre-encoded bytes so that the load generator spends as little CPU as
+ * possible on the shared cores. ListVitals scenarios read one patient's day.
+ */
+
+const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
+const MESSAGE_READINGS = 5_000;
+const STREAM_READINGS = 1_000_000;
+const INSERT_LOOP_SECONDS = 5;
+const STREAM_PATH = '/clinical.vitals.v1.VitalsService/StreamVitals';
+const COLUMNS = ['vital_id', 'patient_id', 'visit_date', 'measurement_time', 'systolic_bp', 'diastolic_bp', 'heart_rate', 'temperature', 'data_batch'];
+
+// ---------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------
+
+/** Inserts `count` enrolled patients in SQL and returns their ids. */
+async function seedPatients(databaseUrl: string, count: number): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ patient_id: string }>(
+      `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date, status)
+       SELECT 'V' || md5(random()::text) || '-' || g, ($2::text[])[1 + g % 4], 'RA001', date '2024-01-01' + g % 300,
+              CASE WHEN g % 10 = 0 THEN 'SCREENING' ELSE 'ENROLLED' END
+         FROM generate_series(1, $1) AS g
+       RETURNING patient_id`,
+      [count, SITES],
+    );
+    return rows.map((row) => row.patient_id);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A realistic reading: every measure present, device metadata on one reading in ten. */
+function benchReading(patientId: string, index: number, baseMs: number): vitalsV1.VitalSigns {
+  return vitalsV1.VitalSigns.fromPartial({
+    patientId,
+    measurementTime: new Date(baseMs - index * 1_000),
+    systolicBp: 100 + (index % 60),
+    diastolicBp: 60 + (index % 30),
+    heartRate: 50 + (index % 80),
+    temperatureCelsius: 36 + (index % 20) / 10,
+    deviceData: index % 10 === 0 ? { model: 'BP-200', firmware: '1.4.2', channel: index % 4 } : undefined,
+  });
+}
+
+/** The same reading as COPY fields after the vital_id (what the service writes for it). */
+function copyFields(reading: vitalsV1.VitalSigns): string {
+  const time = reading.measurementTime as Date;
+  const value = (number: number | undefined) => (number === undefined ? COPY_NULL : String(number));
+  return `${reading.patientId}\t${time.toISOString().slice(0, 10)}\t${time.toISOString()}\t${value(reading.systolicBp)}\t${value(
+    reading.diastolicBp,
+  )}\t${value(reading.heartRate)}\t${reading.temperatureCelsius === undefined ? COPY_NULL : reading.temperatureCelsius.toFixed(1)}\t${
+    reading.deviceData ? copyText(JSON.stringify(reading.deviceData)) : COPY_NULL
+  }\n`;
+}
+
+/** `count` distinct messages of MESSAGE_READINGS readings over `patients`, as readings and as encoded bytes. */
+function buildMessages(patients: readonly string[], count: number): { readings: vitalsV1.VitalSigns[]; bytes: Uint8Array }[] {
+  const baseMs = Date.now() - 60_000;
+  return Array.from({ length: count }, (_, message) => {
+    const readings = Array.from({ length: MESSAGE_READINGS }, (_, index) => {
+      const position = message * MESSAGE_READINGS + index;
+      return benchReading(patients[position % patients.length]!, position, baseMs);
+    });
+    return { readings, bytes: vitalsV1.StreamVitalsRequest.encode({ readings, requestId: '' }).finish() };
+  });
+}
+
+// Time-ordered ids like the service's (UUID v7), so that the COPY baseline pays the same index cost.
+const idPool = Buffer.alloc(16 * 1024);
+let idOffset = idPool.length;
+function uuidV7(nowMs: number): string {
+  if (idOffset + 10 > idPool.length) {
+    randomFillSync(idPool);
+    idOffset = 0;
+  }
+  const bytes = Buffer.allocUnsafe(16);
+  bytes.writeUIntBE(nowMs, 0, 6);
+  idPool.copy(bytes, 6, idOffset, idOffset + 10);
+  idOffset += 10;
+  bytes.writeUInt8(0x70 | (bytes.readUInt8(6) & 0x0f), 6);
+  bytes.writeUInt8(0x80 | (bytes.readUInt8(8) & 0x3f), 8);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// ---------------------------------------------------------------------------
+// Measurement helpers
+// ---------------------------------------------------------------------------
+
+function percentile(sorted: readonly number[], fraction: number): number {
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
+}
+
+/** A LoadResult whose `rps` is rows per second, with latency percentiles of `latenciesMs` (one per call). */
+function rowsResult(rows: number, seconds: number, latenciesMs: readonly number[], errors = 0, firstError?: string): LoadResult {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return {
+    calls: latenciesMs.length,
+    errors,
+    firstError,
+    seconds,
+    rps: rows / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p90Ms: percentile(sorted, 0.9),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}
+
+/** Rows per second of a LoadResult measured in calls, each carrying `rowsPerCall`. */
+const perRow = (result: LoadResult, rowsPerCall: number): LoadResult => ({ ...result, rps: result.rps * rowsPerCall });
+
+async function connectAsService(environment: BenchEnvironment): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: environment.database.urlAs('clinical_vitals_svc') });
+  await client.connect();
+  return client;
+}
+
+async function beginAudited(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  await client.query("SELECT set_config('app.user_id', 'bench-baseline', true)");
+}
+
+/**
+ * Raw COPY of `messages` (their rows, each with a fresh v7 id), `concurrency`
+ * connections, each committing every `chunksPerTransaction` chunks of
+ * 5,000 rows (one message's readings), until `totalRows` rows or `durationMs` have passed.
+ */
+async function measureRawCopy(
+  environment: BenchEnvironment,
+  messages: readonly string[][],
+  options: { totalRows: number; durationMs: number; concurrency: number; chunksPerTransaction: number },
+): Promise<LoadResult> {
+  const clients = await Promise.all(Array.from({ length: options.concurrency }, () => connectAsService(environment)));
+  const latencies: number[] = [];
+  let rows = 0;
+  let next = 0;
+  const started = performance.now();
+  const deadline = started + options.durationMs;
+  try {
+    await Promise.all(
+      clients.map(async (client) => {
+        while (rows < options.totalRows && performance.now() < deadline) {
+          await beginAudited(client);
+          for (let chunk = 0; chunk < options.chunksPerTransaction && rows < options.totalRows; chunk += 1) {
+            const fields = messages[next % messages.length]!;
+            next += 1;
+            const begin = performance.now();
+            const nowMs = Date.now();
+            rows += await copyRows(client, 'vital_signs', COLUMNS, fields.map((line) => `${uuidV7(nowMs)}\t${line}`).join(''));
+            latencies.push(performance.now() - begin);
+          }
+          await client.query('COMMIT');
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(clients.map((client) => client.end()));
+  }
+  return rowsResult(rows, (performance.now() - started) / 1_000, latencies);
+}
+
+/** The old system's way: one INSERT per reading in a loop (prepared, one transaction), for INSERT_LOOP_SECONDS. */
+async function measureInsertLoop(environment: BenchEnvironment, readings: readonly vitalsV1.VitalSigns[]): Promise<LoadResult> {
+  const client = await connectAsService(environment);
+  const latencies: number[] = [];
+  const started = performance.now();
+  const deadline = started + INSERT_LOOP_SECONDS * 1_000;
+  try {
+    await beginAudited(client);
+    for (let index = 0; performance.now() < deadline; index += 1) {
+      const reading = readings[index % readings.length]!;
+      const time = reading.measurementTime as Date;
+      const begin = performance.now();
+      await client.query({
+        name: 'insert-one-reading',
+        text: `INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp, heart_rate, temperature, data_batch)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        values: [
+          uuidV7(Date.now()),
+          reading.patientId,
+          time.toISOString().slice(0, 10),
+          time.toISOString(),
+          reading.systolicBp,
+          reading.diastolicBp,
+          reading.heartRate,
+          reading.temperatureCelsius?.toFixed(1),
+          reading.deviceData ? JSON.stringify(reading.deviceData) : null,
+        ],
+      });
+      latencies.push(performance.now() - begin);
+    }
+    await client.query('COMMIT');
+  } finally {
+    await client.end();
+  }
+  return rowsResult(latencies.length, (performance.now() - started) / 1_000, latencies);
+}
+
+/** Resident memory of a process, MiB. */
+function rssMiB(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function withVitalsService<T>(environment: BenchEnvironment, use: (service: ServerProcess) => Promise<T>): Promise<T> {
+  const service = await startServiceProcess('vitals-svc', environment.serviceEnv);
+  try {
+    return await use(service);
+  } finally {
+    await service.stop();
+  }
+}
+
+/**
+ * Sends `messageCount` pre-encoded messages as one StreamVitals call,
+ * writing only as fast as the server reads (HTTP/2 flow control), and
+ * samples the service's RSS every 10% of the stream.
+ */
+async function sendStream(
+  address: string,
+  token: string,
+  messages: readonly Uint8Array[],
+  messageCount: number,
+  pid: number,
+): Promise<{ ms: number; rssSamples: number[]; accepted: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  const rssSamples: number[] = [];
+  const begin = performance.now();
+  try {
+    const accepted = await new Promise<string>((resolve, reject) => {
+      const call = client.makeClientStreamRequest(
+        STREAM_PATH,
+        (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        (bytes: Buffer) => vitalsV1.StreamVitalsResponse.decode(bytes),
+        metadata,
+        (error, response) => (error ? reject(error) : resolve(response?.acceptedCount ?? '0')),
+      );
+      let sent = 0;
+      const tenth = Math.max(1, Math.floor(messageCount / 10));
+      const pump = () => {
+        while (sent < messageCount) {
+          const ok = call.write(messages[sent % messages.length]!);
+          sent += 1;
+          if (sent % tenth === 0) {
+            rssSamples.push(Math.round(rssMiB(pid)));
+          }
+          if (!ok) {
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+      };
+      pump();
+    });
+    return { ms: performance.now() - begin, rssSamples, accepted };
+  } finally {
+    client.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ingestion scenarios
+// ---------------------------------------------------------------------------
+
+interface IngestionSetup {
+  readonly messages: { readings: vitalsV1.VitalSigns[]; bytes: Uint8Array }[];
+  readonly fields: string[][];
+  readonly token: string;
+}
+
+async function ingestionSetup(environment: BenchEnvironment): Promise<IngestionSetup> {
+  const patients = await seedPatients(environment.database.url, 500);
+  const messages = buildMessages(patients, 8);
+  return {
+    messages,
+    fields: messages.map((message) => message.readings.map(copyFields)),
+    token: await environment.token({ roles: ['service'], sites: '*', sub: 'bench-device-gateway' }),
+  };
+}
+
+/** Both baselines of an ingestion scenario, as two report rows. */
+function ingestionReports(
+  scenario: string,
+  measured: LoadResult,
+  copy: LoadResult,
+  loop: LoadResult,
+  concurrency: number,
+  service: ServerProcess,
+  extra: Record<string, number | string>,
+): ScenarioReport[] {
+  const common = { concurrency, servicePeakRssMiB: service.peakRssMiB() };
+  return [
+    {
+      scenario,
+      baselineName: 'raw COPY, rows/s',
+      baseline: copy,
+      measured,
+      ...common,
+      extra: { ...extra, rowsPerSecond: Math.round(measured.rps), vsRawCopy: +(measured.rps / copy.rps).toFixed(3), vsInsertLoop: +(measured.rps / loop.rps).toFixed(1) },
+    },
+    { scenario: `${scenario} vs loop`, baselineName: 'one INSERT per reading, rows/s', baseline: loop, measured, ...common },
+  ];
+}
+
+/** StreamVitals: one stream of 1,000,000 readings (200 messages of 5,000), after a warm-up stream. */
+async function ingestStream(environment: BenchEnvironment, _settings: RunSettings): Promise<ScenarioReport[]> {
+  const setup = await ingestionSetup(environment);
+  const bytes = setup.messages.map((message) => message.bytes);
+  return withVitalsService(environment, async (service) => {
+    await sendStream(service.address, setup.token, bytes, 10, service.pid);
+    const rssBeforeMiB = Math.round(rssMiB(service.pid));
+    const messageCount = STREAM_READINGS / MESSAGE_READINGS;
+    const stream = await sendStream(service.address, setup.token, bytes, messageCount, service.pid);
+    if (stream.accepted !== String(STREAM_READINGS)) {
+      throw new Error(`stream accepted ${stream.accepted} readings, expected ${STREAM_READINGS}`);
+    }
+    const measured = rowsResult(STREAM_READINGS, stream.ms / 1_000, [stream.ms]);
+    const copy = await measureRawCopy(environment, setup.fields, {
+      totalRows: STREAM_READINGS,
+      durationMs: 600_000,
+      concurrency: 1,
+      chunksPerTransaction: Number.POSITIVE_INFINITY,
+    });
+    const loop = await measureInsertLoop(environment, setup.messages[0]!.readings);
+    return ingestionReports('ingest-stream', measured, copy, loop, 1, service, {
+      readings: STREAM_READINGS,
+      streamSeconds: +(stream.ms / 1_000).toFixed(2),
+      rssBeforeStreamMiB: rssBeforeMiB,
+      rssEvery10PercentMiB: stream.rssSamples.join(' '),
+    });
+  });
+}
+
+/** BatchRecordVitals of 5,000 readings per call, closed loop. */
+async function ingestBatch(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport[]> {
+  const setup = await ingestionSetup(environment);
+  // A batch is 5,000 readings: a handful in flight already saturates two cores.
+  const concurrency = Math.min(settings.concurrency, 4);
+  const requests = setup.messages.map((message) => vitalsV1.BatchRecordVitalsRequest.encode({ readings: message.readings, requestId: '' }).finish());
+  return withVitalsService(environment, async (service) => {
+    const caller = unaryCaller<Uint8Array, Uint8Array>(
+      service.address,
+      '/clinical.vitals.v1.VitalsService/BatchRecordVitals',
+      (bytes) => bytes,
+      (bytes) => bytes,
+      setup.token,
+    );
+    try {
+      const calls = await runLoad({
+        ...settings,
+        concurrency,
+        call: (index) => caller.call(requests[index % requests.length]!).then(() => undefined),
+      });
+      const measured = perRow(calls, MESSAGE_READINGS);
+      const copy = await measureRawCopy(environment, setup.fields, {
+        totalRows: Number.POSITIVE_INFINITY,
+        durationMs: settings.durationMs,
+        concurrency,
+        chunksPerTransaction: 1,
+      });
+      const loop = await measureInsertLoop(environment, setup.messages[0]!.readings);
+      return ingestionReports('ingest-batch', measured, copy, loop, concurrency, service, {
+        readingsPerCall: MESSAGE_READINGS,
+        callsPerSecond: +calls.rps.toFixed(1),
+      });
+    } finally {
+      caller.close();
+    }
+  });
+}
+
+/** RecordVitals, one reading per call, closed loop at the run's concurrency. */
+async function ingestUnary(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport[]> {
+  const setup = await ingestionSetup(environment);
+  const readings = setup.messages.flatMap((message) => message.readings).slice(0, 10_000);
+  const requests = readings.map((reading) => vitalsV1.RecordVitalsRequest.encode({ reading, requestId: '' }).finish());
+  return withVitalsService(environment, async (service) => {
+    const caller = unaryCaller<Uint8Array, Uint8Array>(
+      service.address,
+      '/clinical.vitals.v1.VitalsService/RecordVitals',
+      (bytes) => bytes,
+      (bytes) => bytes,
+      setup.token,
+    );
+    try {
+      const measured = await runLoad({ ...settings, call: (index) => caller.call(requests[index % requests.length]!).then(() => undefined) });
+      const copy = await measureRawCopy(environment, setup.fields, {
+        totalRows: 200_000,
+        durationMs: settings.durationMs,
+        concurrency: 1,
+        chunksPerTransaction: Number.POSITIVE_INFINITY,
+      });
+      const loop = await measureInsertLoop(environment, readings);
+      return ingestionReports('ingest-unary', measured, copy, loop, settings.concurrency, service, {});
+    } finally {
+      caller.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// ListVitals over a large table
+// ---------------------------------------------------------------------------
+
+const LIST_PATIENTS = 1_000;
+const READINGS_PER_DAY = 96; // one every 15 minutes
+const HISTORY_END = Date.UTC(2025, 0, 1);
+
+/**
+ * Grows vital_signs to `targetRows` rows in set-based SQL: LIST_PATIENTS
+ * patients, a reading every 15 minutes going back in time, interleaved across
+ * patients as a live system writes them (so one patient's day is spread over
+ * many heap pages). Seeding skips triggers and FK checks (replica mode, a
+ * throwaway database): it is setup, not what is measured.
+ */
+async function growReadings(databaseUrl: string, patients: readonly string[], fromRows: number, targetRows: number): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("SET session_replication_role = 'replica'");
+    const perStatement = 200; // time steps per statement: 200,000 rows
+    for (let step = fromRows / patients.length; step < targetRows / patients.length; step += perStatement) {
+      const last = Math.min(step + perStatement, targetRows / patients.length) - 1;
+      await client.query(
+        `INSERT INTO vital_signs (patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp, heart_rate, temperature)
+         SELECT p, (t AT TIME ZONE 'UTC')::date, t, 100 + (s % 60), 60 + (s % 30), 50 + (s % 80), 36.0 + (s % 20) / 10.0
+           FROM generate_series($2::int, $3::int) AS s,
+                LATERAL (SELECT to_timestamp($4::float8 / 1000) - s * interval '15 minutes' AS t) AS times,
+                unnest($1::uuid[]) AS p
+          ORDER BY s, p`,
+        [patients, step, last, HISTORY_END],
+      );
+    }
+    await client.query('VACUUM ANALYZE vital_signs');
+  } finally {
+    await client.end();
+  }
+}
+
+/** The bare grpc-js baseline answering with `response`'s bytes, same client, same concurrency. */
+async function measureEchoBaseline(response: Uint8Array, request: Uint8Array, settings: RunSettings): Promise<LoadResult> {
+  const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
+  writeFileSync(file, response);
+  const echo = await startEchoProcess(file);
+  const caller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
+  try {
+    return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
+  } finally {
+    caller.close();
+    await echo.stop();
+  }
+}
+
+/** ListVitals of one random patient's random day (96 readings, one page), at concurrency 1 and at the run's. */
+async function measureListWindow(
+  environment: BenchEnvironment,
+  settings: RunSettings,
+  patients: readonly string[],
+  days: number,
+  label: string,
+): Promise<ScenarioReport[]> {
+  const token = await environment.token({ roles: ['monitor'], sites: SITES });
+  const request = (index: number): vitalsV1.ListVitalsRequest => {
+    // A cheap deterministic scramble, so consecutive calls hit different patients and days.
+    const mixed = (index * 2_654_435_761) >>> 0;
+    const day = 1 + (mixed % (days - 1));
+    const end = HISTORY_END - (day - 1) * 86_400_000;
+    return { patientId: patients[(mixed >>> 8) % patients.length]!, startTime: new Date(end - 86_400_000), endTime: new Date(end), pageSize: 100, pageToken: '' };
+  };
+  return withVitalsService(environment, async (service) => {
+    const caller = unaryCaller(
+      service.address,
+      '/clinical.vitals.v1.VitalsService/ListVitals',
+      (value: vitalsV1.ListVitalsRequest) => vitalsV1.ListVitalsRequest.encode(value).finish(),
+      (bytes) => vitalsV1.ListVitalsResponse.decode(bytes),
+      token,
+    );
+    try {
+      const sample = await caller.call(request(0));
+      if (sample.readings.length !== READINGS_PER_DAY) {
+        throw new Error(`a day holds ${sample.readings.length} readings, expected ${READINGS_PER_DAY}`);
+      }
+      const reports: ScenarioReport[] = [];
+      for (const concurrency of [...new Set([1, settings.concurrency])]) {
+        const run = { ...settings, concurrency };
+        const baseline = await measureEchoBaseline(
+          vitalsV1.ListVitalsResponse.encode(sample).finish(),
+          vitalsV1.ListVitalsRequest.encode(request(0)).finish(),
+          run,
+        );
+        const measured = await runLoad({ ...run, call: (index) => caller.call(request(index)).then(() => undefined) });
+        reports.push({
+          scenario: `list-vitals-window ${label} c=${concurrency}`,
+          baseline,
+          measured,
+          concurrency,
+          servicePeakRssMiB: service.peakRssMiB(),
+          extra: { tableRows: label, readingsPerCall: READINGS_PER_DAY },
+        });
+      }
+      return reports;
+    } finally {
+      caller.close();
+    }
+  });
+}
+
+/** ListVitals at 1M rows; with `withTenMillion`, then grown to 10M rows and measured again in the same run. */
+async function listVitalsWindow(environment: BenchEnvironment, settings: RunSettings, withTenMillion: boolean): Promise<ScenarioReport[]> {
+  const patients = await seedPatients(environment.database.url, LIST_PATIENTS);
+  const million = 1_000_000;
+  await growReadings(environment.database.url, patients, 0, million);
+  const reports = await measureListWindow(environment, settings, patients, million / LIST_PATIENTS / READINGS_PER_DAY, '1M');
+  if (withTenMillion) {
+    await growReadings(environment.database.url, patients, million, 10 * million);
+    const large = await measureListWindow(environment, settings, patients, (10 * million) / LIST_PATIENTS / READINGS_PER_DAY, '10M');
+    const atOne = reports[0]!;
+    const atTen = large[0]!;
+    atTen.extra!.p99VsOneMillion = +(atTen.measured.p99Ms / atOne.measured.p99Ms).toFixed(2);
+    atTen.extra!.p50VsOneMillion = +(atTen.measured.p50Ms / atOne.measured.p50Ms).toFixed(2);
+    reports.push(...large);
+  }
+  return reports;
+}
+
+/** The vitals-svc benchmarks, by name. The 10M-row table takes minutes to build: it has its own name. */
+export const vitalsScenarios: Record<string, Scenario> = {
+  'ingest-stream': ingestStream,
+  'ingest-batch': ingestBatch,
+  'ingest-unary': ingestUnary,
+  'list-vitals-window': (environment, settings) => listVitalsWindow(environment, settings, false),
+  'list-vitals-window-10m': (environment, settings) => listVitalsWindow(environment, settings, true),
+};

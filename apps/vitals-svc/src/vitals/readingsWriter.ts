@@ -1,0 +1,73 @@
+import { copyRows } from '@clinical/db';
+import type { Principal } from '@clinical/server-kit';
+import type pg from 'pg';
+import { assertWritablePatients, type PatientAccessRow } from './patientAccess.js';
+import { COPY_COLUMNS } from './vitalRecord.js';
+
+/** Patients remembered as writable within one transaction; past this the memory is dropped and rebuilt (flat memory). */
+const MAX_REMEMBERED_PATIENTS = 10_000;
+
+/**
+ * Writes validated readings into vital_signs with COPY, in chunks, inside the
+ * caller's transaction on `client`. Before a chunk is written, the patients it
+ * names for the first time are checked (exist, at the caller's sites, active)
+ * with one query. Each chunk is one statement, hence one audit event per
+ * patient and chunk.
+ */
+export class ReadingsWriter {
+  private lines: string[] = [];
+  private readonly unchecked = new Set<string>();
+  private readonly writable = new Set<string>();
+  private written = 0;
+
+  constructor(
+    private readonly client: pg.ClientBase,
+    private readonly principal: Principal,
+  ) {}
+
+  /** Queues one reading: its patient id and its COPY line (with its vital_id). */
+  add(patientId: string, copyLine: string): void {
+    this.lines.push(copyLine);
+    if (!this.writable.has(patientId)) {
+      this.unchecked.add(patientId);
+    }
+  }
+
+  /** Readings queued and not yet written. */
+  get pending(): number {
+    return this.lines.length;
+  }
+
+  /** Readings written so far. */
+  get rowsWritten(): number {
+    return this.written;
+  }
+
+  /**
+   * Checks the new patients, then writes the queued readings in one COPY.
+   * @throws NotFoundError or FailedPreconditionError from the patient check.
+   */
+  async flush(): Promise<void> {
+    if (this.unchecked.size > 0) {
+      const patientIds = [...this.unchecked];
+      const { rows } = await this.client.query<PatientAccessRow>(
+        'SELECT patient_id::text AS patient_id, site_id, status FROM patients WHERE patient_id = ANY($1::uuid[])',
+        [patientIds],
+      );
+      assertWritablePatients(this.principal, patientIds, rows);
+      if (this.writable.size + patientIds.length > MAX_REMEMBERED_PATIENTS) {
+        this.writable.clear();
+      }
+      for (const patientId of patientIds) {
+        this.writable.add(patientId);
+      }
+      this.unchecked.clear();
+    }
+    if (this.lines.length === 0) {
+      return;
+    }
+    const lines = this.lines;
+    this.lines = [];
+    this.written += await copyRows(this.client, 'vital_signs', COPY_COLUMNS, lines.join(''));
+  }
+}

@@ -1,17 +1,22 @@
 import { agentContextV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { appendAgentDecisionHandler } from './agents/appendAgentDecision.js';
+import { getAgentContextHandler } from './agents/getAgentContext.js';
+import { listAgentContextsHandler } from './agents/listAgentContexts.js';
+import { upsertAgentContextHandler } from './agents/upsertAgentContext.js';
+import type { PageTokenCodec } from './pageTokens.js';
 
 const AGENTS = ['agent', 'admin'] as const;
 
 /** clinical.audit.v1.AgentContextService: the context and decisions of AI agents. */
-export function agentContextService(): ServiceBinding {
+export function agentContextService(runtime: ServiceRuntime, pageTokens: PageTokenCodec): ServiceBinding {
   return defineService(
     agentContextV1.AgentContextServiceDefinition,
     {
-      upsertAgentContext: notYetServed('UpsertAgentContext'),
-      getAgentContext: notYetServed('GetAgentContext'),
-      listAgentContexts: notYetServed('ListAgentContexts'),
-      appendAgentDecision: notYetServed('AppendAgentDecision'),
+      upsertAgentContext: upsertAgentContextHandler(runtime),
+      getAgentContext: getAgentContextHandler(runtime),
+      listAgentContexts: listAgentContextsHandler(runtime, pageTokens),
+      appendAgentDecision: appendAgentDecisionHandler(runtime),
     },
     {
       upsertAgentContext: { roles: AGENTS, cost: 2 },

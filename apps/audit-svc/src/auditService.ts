@@ -1,17 +1,23 @@
 import { auditV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import type { AuditSettings } from './auditSettings.js';
+import type { PageTokenCodec } from './pageTokens.js';
+import { getAuditEventHandler } from './trail/getAuditEvent.js';
+import { listAuditEventsHandler } from './trail/listAuditEvents.js';
+import { purgeExpiredAuditEventsHandler } from './trail/purgeExpiredAuditEvents.js';
+import { verifyAuditTrailHandler } from './trail/verifyAuditTrail.js';
 
 const AUDITORS = ['auditor', 'admin'] as const;
 
 /** clinical.audit.v1.AuditService: only auditors (and admins) read the trail. */
-export function auditService(): ServiceBinding {
+export function auditService(runtime: ServiceRuntime, settings: AuditSettings, pageTokens: PageTokenCodec): ServiceBinding {
   return defineService(
     auditV1.AuditServiceDefinition,
     {
-      listAuditEvents: notYetServed('ListAuditEvents'),
-      getAuditEvent: notYetServed('GetAuditEvent'),
-      verifyAuditTrail: notYetServed('VerifyAuditTrail'),
-      purgeExpiredAuditEvents: notYetServed('PurgeExpiredAuditEvents'),
+      listAuditEvents: listAuditEventsHandler(runtime, pageTokens),
+      getAuditEvent: getAuditEventHandler(runtime),
+      verifyAuditTrail: verifyAuditTrailHandler(runtime, settings),
+      purgeExpiredAuditEvents: purgeExpiredAuditEventsHandler(runtime, settings),
     },
     {
       listAuditEvents: { roles: AUDITORS, cost: 5 },

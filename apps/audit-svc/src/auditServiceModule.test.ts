@@ -4,7 +4,7 @@ import { auditServiceModule } from './auditServiceModule.js';
 
 serviceBootSuite(auditServiceModule, ['clinical.audit.v1.AuditService', 'clinical.audit.v1.AgentContextService'], {
   service: 'clinical.audit.v1.AuditService',
-  method: 'VerifyAuditTrail',
-  request: {},
-  expectedCode: status.UNIMPLEMENTED,
+  method: 'GetAuditEvent',
+  request: { event_id: '6f1c2a52-8a8f-4d0e-9a37-3c1f1f0f6f10' },
+  expectedCode: status.NOT_FOUND,
 });

@@ -1,9 +1,24 @@
 import type { ServiceModule } from '@clinical/server-kit';
 import { agentContextService } from './agentContextService.js';
 import { auditService } from './auditService.js';
+import { loadAuditSettings, type AuditSettings } from './auditSettings.js';
+import { createPageTokenCodec } from './pageTokens.js';
+
+/**
+ * audit-svc with these settings (by default, read from the environment when
+ * the service starts).
+ */
+export function createAuditServiceModule(settings?: Partial<AuditSettings>): ServiceModule {
+  return {
+    name: 'audit-svc',
+    createServices: (runtime) => {
+      const resolved = { ...loadAuditSettings(), ...settings };
+      const secret = resolved.pageTokenSecret ?? runtime.config.jwt.secret ?? runtime.config.jwt.publicKey ?? 'audit-svc';
+      const pageTokens = createPageTokenCodec(secret);
+      return [auditService(runtime, resolved, pageTokens), agentContextService(runtime, pageTokens)];
+    },
+  };
+}
 
 /** audit-svc: the audit trail and the AI-agent context store. */
-export const auditServiceModule: ServiceModule = {
-  name: 'audit-svc',
-  createServices: () => [auditService(), agentContextService()],
-};
+export const auditServiceModule: ServiceModule = createAuditServiceModule();

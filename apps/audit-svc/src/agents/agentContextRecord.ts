@@ -1,0 +1,71 @@
+import type { agentContextV1 } from '@clinical/contracts';
+import { z } from 'zod';
+
+/** A decision as stored in mcp_context.decisions (snake_case JSON). */
+export const storedDecision = z.object({
+  decision_id: z.string(),
+  sequence_number: z.number(),
+  decision_time: z.string(),
+  action: z.string(),
+  rationale: z.string().optional(),
+  confidence: z.number().optional(),
+  patient_id: z.string().optional(),
+  details: z.record(z.unknown()).optional(),
+  created_by: z.string(),
+});
+export type StoredDecision = z.infer<typeof storedDecision>;
+
+/** An mcp_context row as the service selects it: decisions already filtered to the caller's sites. */
+export const agentContextRow = z.object({
+  agent_id: z.string(),
+  context_type: z.string(),
+  context_data: z.record(z.unknown()),
+  decisions: z.array(storedDecision).nullable(),
+  decision_count: z.number(),
+  created_at: z.date(),
+  last_updated: z.date(),
+  context_version: z.string(),
+  created_micros: z.string(),
+});
+export type AgentContextRow = z.infer<typeof agentContextRow>;
+
+/**
+ * The etag: the version of context_type and context_data (appending a
+ * decision leaves it alone), and the context's creation, so that a context
+ * deleted and created again never matches an old etag.
+ */
+export const etagOf = (row: Pick<AgentContextRow, 'context_version' | 'created_micros'>): string =>
+  `"${row.context_version}.${row.created_micros}"`;
+
+/** The version and creation an etag names, or undefined when it is not one of ours. */
+export function parseEtag(etag: string): { contextVersion: string; createdMicros: string } | undefined {
+  const match = /^"(\d{1,19})\.(-?\d{1,19})"$/.exec(etag);
+  return match ? { contextVersion: match[1]!, createdMicros: match[2]! } : undefined;
+}
+
+export function toDecisionMessage(decision: StoredDecision): agentContextV1.AgentDecision {
+  return {
+    decisionId: decision.decision_id,
+    sequenceNumber: String(decision.sequence_number),
+    decisionTime: new Date(decision.decision_time),
+    action: decision.action,
+    rationale: decision.rationale ?? '',
+    confidence: decision.confidence,
+    patientId: decision.patient_id ?? '',
+    details: decision.details,
+    createdBy: decision.created_by,
+  };
+}
+
+export function toAgentContextMessage(row: AgentContextRow): agentContextV1.AgentContext {
+  return {
+    agentId: row.agent_id,
+    contextType: row.context_type,
+    contextData: row.context_data,
+    decisions: (row.decisions ?? []).map(toDecisionMessage),
+    decisionCount: row.decision_count,
+    createTime: row.created_at,
+    updateTime: row.last_updated,
+    etag: etagOf(row),
+  };
+}

@@ -1,0 +1,33 @@
+import type { agentContextV1 } from '@clinical/contracts';
+import { NotFoundError } from '@clinical/errors';
+import { accessEventsOf, FieldValidator, type AccessedEntity, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { toAgentContextMessage } from './agentContextRecord.js';
+import { selectAgentContext } from './agentContextQueries.js';
+import { AGENT_ID } from './validateAgentContext.js';
+
+/**
+ * GetAgentContext: the context with the decisions the caller may see, and an
+ * access event for each patient those decisions are about.
+ */
+export function getAgentContextHandler(runtime: ServiceRuntime) {
+  return async function getAgentContext(
+    request: agentContextV1.GetAgentContextRequest,
+    context: HandlerContext,
+  ): Promise<agentContextV1.GetAgentContextResponse> {
+    const v = new FieldValidator();
+    v.string('agent_id', request.agentId, AGENT_ID);
+    v.throwIfInvalid();
+    const row = await selectAgentContext(runtime.pool, context.principal, request.agentId);
+    if (!row) {
+      throw new NotFoundError('agent context', request.agentId);
+    }
+    const byPatient = new Map<string, AccessedEntity>();
+    for (const decision of row.decisions ?? []) {
+      if (decision.patient_id) {
+        byPatient.set(decision.patient_id, { entityType: 'mcp_context', entityId: decision.decision_id, patientId: decision.patient_id });
+      }
+    }
+    runtime.accessRecorder.record(accessEventsOf(context, [...byPatient.values()]));
+    return { agentContext: toAgentContextMessage(row) };
+  };
+}

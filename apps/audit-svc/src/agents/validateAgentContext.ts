@@ -1,0 +1,40 @@
+import type { agentContextV1 } from '@clinical/contracts';
+import type { FieldValidator } from '@clinical/server-kit';
+
+export const AGENT_ID = { required: true, max: 100, pattern: /^[A-Za-z0-9_.:@-]+$/, patternDescription: 'may hold letters, digits, "-", "_", ".", ":" and "@"' };
+export const CONTEXT_TYPE = { required: true, max: 100, pattern: /^[A-Za-z0-9_.-]+$/, patternDescription: 'may hold letters, digits, "-", "_" and "."' };
+const MAX_CONTEXT_DATA_BYTES = 256 * 1024;
+const MAX_DETAILS_BYTES = 16 * 1024;
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value ?? {}), 'utf8');
+
+/** Checks a context to upsert; violations accumulate in `v`. */
+export function validateAgentContext(v: FieldValidator, field: string, context: agentContextV1.AgentContext | undefined): void {
+  if (!context) {
+    v.add(field, 'is required');
+    return;
+  }
+  v.string(`${field}.agent_id`, context.agentId, AGENT_ID);
+  v.string(`${field}.context_type`, context.contextType, CONTEXT_TYPE);
+  if (jsonBytes(context.contextData) > MAX_CONTEXT_DATA_BYTES) {
+    v.add(`${field}.context_data`, 'must be at most 256 KiB once serialised');
+  }
+  v.string(`${field}.etag`, context.etag, { max: 64 });
+}
+
+/** Checks a decision to append; violations accumulate in `v`. */
+export function validateDecision(v: FieldValidator, field: string, decision: agentContextV1.AgentDecision | undefined): void {
+  if (!decision) {
+    v.add(field, 'is required');
+    return;
+  }
+  v.string(`${field}.action`, decision.action, { required: true, max: 200 });
+  v.string(`${field}.rationale`, decision.rationale, { max: 4_000 });
+  if (decision.confidence !== undefined) {
+    v.number(`${field}.confidence`, decision.confidence, { min: 0, max: 1 });
+  }
+  v.uuid(`${field}.patient_id`, decision.patientId, false);
+  if (jsonBytes(decision.details) > MAX_DETAILS_BYTES) {
+    v.add(`${field}.details`, 'must be at most 16 KiB once serialised');
+  }
+}

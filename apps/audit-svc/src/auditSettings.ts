@@ -1,0 +1,35 @@
+import { loadConfig } from '@clinical/server-kit';
+import { z } from 'zod';
+
+/** audit-svc's own settings, beside those every service reads. */
+export interface AuditSettings {
+  /** Events older than this many months are past retention (PurgeExpiredAuditEvents). */
+  readonly retentionMonths: number;
+  /**
+   * Key that signs page tokens. Unset: derived from the JWT verification key,
+   * so that every replica of a deployment accepts the others' tokens.
+   */
+  readonly pageTokenSecret?: string;
+  /** Chain positions VerifyAuditTrail checks per query. */
+  readonly verifyBatchSize: number;
+}
+
+const schema = z.object({
+  // 6 years: the HIPAA minimum for documentation; a trial's regulations may ask for more.
+  AUDIT_RETENTION_MONTHS: z.coerce.number().int().min(1).max(1_200).default(72),
+  AUDIT_PAGE_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  AUDIT_VERIFY_BATCH_SIZE: z.coerce.number().int().min(1_000).max(10_000_000).default(500_000),
+});
+
+/**
+ * Reads audit-svc's settings from the environment.
+ * @throws ConfigError naming each bad variable.
+ */
+export function loadAuditSettings(env: NodeJS.ProcessEnv = process.env): AuditSettings {
+  const parsed = loadConfig(schema, env);
+  return {
+    retentionMonths: parsed.AUDIT_RETENTION_MONTHS,
+    pageTokenSecret: parsed.AUDIT_PAGE_TOKEN_SECRET,
+    verifyBatchSize: parsed.AUDIT_VERIFY_BATCH_SIZE,
+  };
+}

@@ -1,0 +1,88 @@
+import { auditV1 } from '@clinical/contracts';
+import { FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { pageSizeOf, type PageTokenCodec } from '../pageTokens.js';
+import { ACTION_NAMES, EVENT_TYPE_NAMES, storedEntityTypes, toAuditEventMessage } from './auditEventRecord.js';
+import { selectAuditEvents, type AuditEventFilters } from './auditEventQueries.js';
+import { recordTrailRead } from './trailAccessEvents.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ENTITY_TYPE = /^[a-z][a-z0-9_]*$/;
+const PAGE_SIZE = { default: 100, max: 1_000 };
+const METHOD = 'ListAuditEvents';
+
+/** Checks the filters and returns them normalized; violations accumulate in `v`. */
+function filtersOf(v: FieldValidator, request: auditV1.ListAuditEventsRequest): AuditEventFilters {
+  v.string('entity_type', request.entityType, {
+    max: 50,
+    pattern: ENTITY_TYPE,
+    patternDescription: 'must be a table name such as patients, documents, vital_signs, mcp_context or audit_events',
+  });
+  v.string('entity_id', request.entityId, { max: 200 });
+  v.uuid('patient_id', request.patientId, false);
+  v.string('user_id', request.userId, { max: 200 });
+  const action = ACTION_NAMES.get(request.action);
+  if (request.action !== auditV1.AuditAction.AUDIT_ACTION_UNSPECIFIED && !action) {
+    v.add('action', 'has an unsupported value');
+  }
+  const eventType = EVENT_TYPE_NAMES.get(request.eventType);
+  if (request.eventType !== auditV1.AuditEventType.AUDIT_EVENT_TYPE_UNSPECIFIED && !eventType) {
+    v.add('event_type', 'has an unsupported value');
+  }
+  for (const [field, time] of [['start_time', request.startTime], ['end_time', request.endTime]] as const) {
+    if (time && !Number.isFinite(time.getTime())) {
+      v.add(field, 'is not a valid timestamp');
+    }
+  }
+  if (request.startTime && request.endTime && request.endTime.getTime() <= request.startTime.getTime()) {
+    v.add('end_time', 'must be after start_time');
+  }
+  return {
+    entityTypes: request.entityType ? storedEntityTypes(request.entityType) : undefined,
+    entityId: request.entityId || undefined,
+    entityIdIsUuid: UUID.test(request.entityId),
+    patientId: request.patientId ? request.patientId.toLowerCase() : undefined,
+    userId: request.userId || undefined,
+    action,
+    eventType,
+    start: request.startTime,
+    end: request.endTime,
+  };
+}
+
+/**
+ * ListAuditEvents: keyset pages of the events the caller may see, newest
+ * first, and an access event for each patient whose events it returns.
+ */
+export function listAuditEventsHandler(runtime: ServiceRuntime, pageTokens: PageTokenCodec) {
+  return async function listAuditEvents(
+    request: auditV1.ListAuditEventsRequest,
+    context: HandlerContext,
+  ): Promise<auditV1.ListAuditEventsResponse> {
+    const v = new FieldValidator();
+    const filters = filtersOf(v, request);
+    let pageSize = PAGE_SIZE.default;
+    try {
+      pageSize = pageSizeOf(request.pageSize, PAGE_SIZE);
+    } catch {
+      v.add('page_size', 'must not be negative');
+    }
+    v.throwIfInvalid();
+    const tokenFilters = { ...request, pageSize: 0, pageToken: '' };
+    const cursorParts = request.pageToken ? pageTokens.decode(METHOD, tokenFilters, request.pageToken) : undefined;
+    const cursor = cursorParts ? { occurredMicros: cursorParts[0] ?? '', eventId: cursorParts[1] ?? '' } : undefined;
+    if (cursor && (!/^-?\d{1,19}$/.test(cursor.occurredMicros) || !UUID.test(cursor.eventId))) {
+      v.add('page_token', 'is not a token of this request');
+      v.throwIfInvalid();
+    }
+
+    const rows = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize + 1);
+    const page = rows.slice(0, pageSize);
+    const last = page[page.length - 1];
+    recordTrailRead(runtime, context, page);
+    return {
+      events: page.map(toAuditEventMessage),
+      nextPageToken:
+        rows.length > pageSize && last ? pageTokens.encode(METHOD, tokenFilters, [last.occurred_micros, last.event_id]) : '',
+    };
+  };
+}

@@ -1,0 +1,153 @@
+import { auditV1 } from '@clinical/contracts';
+import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import { Status } from 'nice-grpc';
+import type pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAuditServiceModule } from '../auditServiceModule.js';
+import { connectAs, expectStatus, inAuditedTransaction, insertPatient } from '../testKit.js';
+
+const { ChainBreakKind } = auditV1;
+const running: TestService[] = [];
+const clients: pg.Client[] = [];
+
+/** A service over a fresh database holding `patients` patients written by patient-svc's role. */
+async function trailWith(patients: number) {
+  const service = await startTestService(createAuditServiceModule({ verifyBatchSize: 1_000 }));
+  running.push(service);
+  const admin = await connectAs(service);
+  clients.push(admin);
+  const writer = await connectAs(service, 'clinical_patient_svc');
+  for (let i = 0; i < patients; i += 1) {
+    await inAuditedTransaction(writer, { userId: 'coordinator-v' }, async () => {
+      await insertPatient(writer);
+    });
+  }
+  await writer.end();
+  const auditor = service.client(
+    auditV1.AuditServiceDefinition,
+    await service.token({ sub: 'auditor-v', roles: ['auditor'], sites: '*' }),
+  );
+  return { service, admin, auditor };
+}
+
+/** As a superuser who goes around the triggers. */
+async function behindTheBack(admin: pg.Client, statement: string, params: unknown[] = []) {
+  await admin.query('BEGIN');
+  await admin.query('ALTER TABLE audit_events DISABLE TRIGGER USER');
+  await admin.query('ALTER TABLE audit_chain DISABLE TRIGGER USER');
+  await admin.query(statement, params);
+  await admin.query('ALTER TABLE audit_events ENABLE TRIGGER USER');
+  await admin.query('ALTER TABLE audit_chain ENABLE TRIGGER USER');
+  await admin.query('COMMIT');
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((client) => client.end()));
+  await Promise.all(running.splice(0).map((service) => service.stop()));
+});
+
+describe('VerifyAuditTrail', () => {
+  it('finds the trail intact after concurrent writers and a transaction that commits late', async () => {
+    const { service, admin, auditor } = await trailWith(0);
+    const late = await connectAs(service, 'clinical_patient_svc');
+    // Opens first, writes first, commits last.
+    await late.query('BEGIN');
+    await late.query("SELECT set_config('app.user_id', 'late-writer', true)");
+    const lateEvents = await insertPatient(late);
+    const writers = await Promise.all(Array.from({ length: 8 }, () => connectAs(service, 'clinical_patient_svc')));
+    await Promise.all(
+      writers.map(async (writer) => {
+        for (let i = 0; i < 25; i += 1) {
+          await inAuditedTransaction(writer, { userId: 'concurrent' }, async () => {
+            await insertPatient(writer);
+          });
+        }
+      }),
+    );
+    await late.query('COMMIT');
+    await Promise.all([late, ...writers].map((client) => client.end()));
+
+    const result = await auditor.verifyAuditTrail({});
+    expect(result).toMatchObject({ intact: true, checkedCount: '201', firstSequenceNumber: '1', lastSequenceNumber: '201', unchainedCount: '0' });
+    expect(result.anchorHash).toBe('0'.repeat(64));
+    // The late transaction's event is chained last, after everything that committed before it.
+    const { rows } = await admin.query(
+      `SELECT c.sequence_number FROM audit_events e JOIN audit_chain c USING (event_seq) WHERE e.entity_id = $1`,
+      [lateEvents],
+    );
+    expect(rows[0].sequence_number).toBe('201');
+    const range = await auditor.verifyAuditTrail({ startSequenceNumber: '50', endSequenceNumber: '60' });
+    expect(range).toMatchObject({ intact: true, checkedCount: '10', firstSequenceNumber: '50', lastSequenceNumber: '59' });
+  });
+
+  it('reports an event edited by a superuser', async () => {
+    const { admin, auditor } = await trailWith(10);
+    await behindTheBack(admin, "UPDATE audit_events SET user_id = 'someone-else' WHERE event_seq = 4");
+    const { rows } = await admin.query('SELECT e.event_id, c.sequence_number FROM audit_events e JOIN audit_chain c USING (event_seq) WHERE event_seq = 4');
+    const result = await auditor.verifyAuditTrail({});
+    expect(result.intact).toBe(false);
+    expect(result.firstBreak).toMatchObject({
+      kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED,
+      sequenceNumber: rows[0].sequence_number,
+      eventId: rows[0].event_id,
+    });
+    expect(result.firstBreak!.expectedHash).not.toBe(result.firstBreak!.actualHash);
+    expect(result.checkedCount).toBe(String(Number(rows[0].sequence_number) - 1));
+  });
+
+  it('reports events deleted by a superuser, in the middle and at the end', async () => {
+    const { admin, auditor } = await trailWith(10);
+    await behindTheBack(admin, 'DELETE FROM audit_events WHERE event_seq = 6');
+    const middle = await auditor.verifyAuditTrail({});
+    expect(middle.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '6' });
+    // Deleting the chain entry too leaves a gap.
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 6');
+    const gap = await auditor.verifyAuditTrail({});
+    expect(gap.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '6' });
+    // The tail: events and entries 9 and 10 gone, the head remembers 10.
+    await behindTheBack(admin, 'DELETE FROM audit_events WHERE event_seq IN (SELECT event_seq FROM audit_chain WHERE sequence_number >= 9)');
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number >= 9');
+    const tail = await auditor.verifyAuditTrail({ startSequenceNumber: '8' });
+    expect(tail.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_TRUNCATED, sequenceNumber: '9' });
+    expect(tail.checkedCount).toBe('1');
+  });
+
+  it('reports an event inserted behind the services by a superuser, with or without triggers', async () => {
+    const { admin, auditor } = await trailWith(5);
+    await admin.query(
+      `INSERT INTO audit_events (event_type, entity_type, user_id, action) VALUES ('DATA_ACCESS', 'patient', 'forger', 'READ')`,
+    );
+    const plain = await auditor.verifyAuditTrail({});
+    expect(plain).toMatchObject({ intact: false, unchainedCount: '1' });
+    expect(plain.firstBreak?.kind).toBe(ChainBreakKind.CHAIN_BREAK_KIND_INSERTED);
+    const { rows } = await admin.query("SELECT event_id FROM audit_events WHERE user_id = 'forger'");
+    expect(plain.firstBreak?.eventId).toBe(rows[0].event_id);
+
+    await behindTheBack(admin, `INSERT INTO audit_events (event_type, entity_type, user_id, action) VALUES ('DATA_ACCESS', 'patient', 'forger-2', 'READ')`);
+    expect((await auditor.verifyAuditTrail({})).unchainedCount).toBe('2');
+  });
+
+  it('reports a chain entry forged or rewritten by a superuser', async () => {
+    const { admin, auditor } = await trailWith(6);
+    await behindTheBack(admin, "UPDATE audit_chain SET row_hash = sha256('forged') WHERE sequence_number = 3");
+    const result = await auditor.verifyAuditTrail({});
+    expect(result.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, sequenceNumber: '3' });
+  });
+
+  it('checks its arguments and who asks', async () => {
+    const { service, auditor } = await trailWith(1);
+    const bad = await expectStatus(auditor.verifyAuditTrail({ startSequenceNumber: '5', endSequenceNumber: '5' }), Status.INVALID_ARGUMENT);
+    expect(bad.details).toMatch(/end_sequence_number/);
+    await expectStatus(auditor.verifyAuditTrail({ startSequenceNumber: '-1' }), Status.INVALID_ARGUMENT);
+    const siteBound = service.client(
+      auditV1.AuditServiceDefinition,
+      await service.token({ sub: 'auditor-a', roles: ['auditor'], sites: ['SITE-A'] }),
+    );
+    await expectStatus(siteBound.verifyAuditTrail({}), Status.PERMISSION_DENIED);
+    const coordinator = service.client(
+      auditV1.AuditServiceDefinition,
+      await service.token({ sub: 'coordinator', roles: ['coordinator'], sites: '*' }),
+    );
+    await expectStatus(coordinator.verifyAuditTrail({}), Status.PERMISSION_DENIED);
+  });
+});

@@ -1,0 +1,48 @@
+import type { auditV1 } from '@clinical/contracts';
+import { sql } from '@clinical/db';
+import { PermissionDeniedError } from '@clinical/errors';
+import { accessibleSites, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import type { AuditSettings } from '../auditSettings.js';
+import { verifyChain } from './verifyChain.js';
+
+/** An int64 request field: its value, or undefined for 0; violations accumulate in `v`. */
+export function positionOf(v: FieldValidator, field: string, value: string): bigint | undefined {
+  if (!/^-?\d{1,19}$/.test(value)) {
+    v.add(field, 'must be an integer');
+    return undefined;
+  }
+  const position = BigInt(value);
+  if (position < 0n) {
+    v.add(field, 'must not be negative');
+    return undefined;
+  }
+  return position === 0n ? undefined : position;
+}
+
+/**
+ * VerifyAuditTrail: recomputes the chain over one consistent snapshot of the
+ * trail. Needs a token for every site: it reads every event.
+ */
+export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: AuditSettings) {
+  return async function verifyAuditTrail(
+    request: auditV1.VerifyAuditTrailRequest,
+    context: HandlerContext,
+  ): Promise<auditV1.VerifyAuditTrailResponse> {
+    const v = new FieldValidator();
+    const start = positionOf(v, 'start_sequence_number', request.startSequenceNumber);
+    const end = positionOf(v, 'end_sequence_number', request.endSequenceNumber);
+    if (start !== undefined && end !== undefined && end <= start) {
+      v.add('end_sequence_number', 'must be after start_sequence_number');
+    }
+    v.throwIfInvalid();
+    if (accessibleSites(context.principal)) {
+      throw new PermissionDeniedError('verifying the audit trail needs access to every site');
+    }
+    return runtime.pool.transaction(async (transaction) => {
+      await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+      // A whole-trail check takes longer than an ordinary statement may.
+      await transaction.query(sql.unsafe`SET LOCAL statement_timeout = '600s'`);
+      return verifyChain(transaction, { start, end, batchSize: settings.verifyBatchSize, signal: context.signal });
+    });
+  };
+}

@@ -1,4 +1,119 @@
-import type { Scenario } from '../scenario.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { auditV1 } from '@clinical/contracts';
+import pg from 'pg';
+import type { BenchEnvironment } from '../benchEnvironment.js';
+import { runLoad } from '../loadGenerator.js';
+import { startEchoProcess, startServiceProcess, unaryCaller } from '../processes.js';
+import type { ScenarioReport } from '../report.js';
+import type { RunSettings, Scenario } from '../scenario.js';
+
+/** Events stored before measuring; AUDIT_BENCH_EVENTS=10000000 for the 10M case (minutes to generate). */
+const STORED_EVENTS = Number(process.env.AUDIT_BENCH_EVENTS ?? 1_000_000);
+const CHUNK = 200_000;
+
+/**
+ * Fills the trail set-based, as patient-svc's role (so every event is
+ * chained at commit like a service's), one chunk per transaction. One event
+ * in 100 is about `patientId`.
+ */
+async function storeEvents(environment: BenchEnvironment, patientId: string): Promise<number> {
+  const client = new pg.Client({ connectionString: environment.database.urlAs('clinical_patient_svc') });
+  await client.connect();
+  const started = performance.now();
+  try {
+    for (let stored = 0; stored < STORED_EVENTS; stored += CHUNK) {
+      await client.query(
+        `INSERT INTO audit_events (event_type, entity_type, entity_id, entity_key, patient_id, user_id, action, payload,
+                                   ip_address, "timestamp", trace_id)
+         SELECT 'DATA_ACCESS', 'patient', p, p::text, p, 'monitor-' || (g % 50), 'READ',
+                '{"method": "/clinical.patient.v1.PatientService/GetPatient"}', '10.0.0.1',
+                now() - make_interval(secs => ($2 - g) / 100.0), md5(g::text)
+           FROM generate_series($1::int, $1::int + $3 - 1) AS g,
+                LATERAL (SELECT CASE WHEN g % 100 = 0 THEN $4::uuid ELSE gen_random_uuid() END AS p) AS x`,
+        [stored, STORED_EVENTS, Math.min(CHUNK, STORED_EVENTS - stored), patientId],
+      );
+    }
+    await client.query('ANALYZE audit_events');
+    await client.query('ANALYZE audit_chain');
+  } finally {
+    await client.end();
+  }
+  return STORED_EVENTS / ((performance.now() - started) / 1_000);
+}
+
+/**
+ * ListAuditEvents for one patient (first pages of 100) with the trail
+ * filled, against a bare grpc-js server answering with the same bytes; then
+ * one whole-trail VerifyAuditTrail, reported in events per second.
+ */
+async function auditTrail(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport> {
+  const admin = new pg.Client({ connectionString: environment.database.url });
+  await admin.connect();
+  const { rows } = await admin.query<{ patient_id: string }>(
+    `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date) VALUES ('BENCH-AUDIT', 'SITE-01', 'RA001', '2024-01-01')
+     RETURNING patient_id`,
+  );
+  await admin.end();
+  const patientId = rows[0]!.patient_id;
+  const insertRate = await storeEvents(environment, patientId);
+  const token = await environment.token({ roles: ['auditor'], sites: '*' });
+  const service = await startServiceProcess('audit-svc', { ...environment.serviceEnv, DATABASE_STATEMENT_TIMEOUT_MS: '600000' });
+  const list = unaryCaller(
+    service.address,
+    '/clinical.audit.v1.AuditService/ListAuditEvents',
+    (request: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(request).finish(),
+    (bytes) => auditV1.ListAuditEventsResponse.decode(bytes),
+    token,
+  );
+  const verify = unaryCaller(
+    service.address,
+    '/clinical.audit.v1.AuditService/VerifyAuditTrail',
+    (request: auditV1.VerifyAuditTrailRequest) => auditV1.VerifyAuditTrailRequest.encode(request).finish(),
+    (bytes) => auditV1.VerifyAuditTrailResponse.decode(bytes),
+    token,
+  );
+  try {
+    const request = auditV1.ListAuditEventsRequest.fromPartial({ patientId, pageSize: 100 });
+    const sample = await list.call(request);
+    const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
+    writeFileSync(file, auditV1.ListAuditEventsResponse.encode(sample).finish());
+    const echo = await startEchoProcess(file);
+    const echoCaller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
+    const requestBytes = auditV1.ListAuditEventsRequest.encode(request).finish();
+    const baseline = await runLoad({ ...settings, call: () => echoCaller.call(requestBytes).then(() => undefined) });
+    echoCaller.close();
+    await echo.stop();
+    const measured = await runLoad({ ...settings, call: () => list.call(request).then(() => undefined) });
+
+    const started = performance.now();
+    const verified = await verify.call(auditV1.VerifyAuditTrailRequest.fromPartial({}));
+    const verifySeconds = (performance.now() - started) / 1_000;
+    return {
+      scenario: 'list-audit-events',
+      baseline,
+      measured,
+      concurrency: settings.concurrency,
+      servicePeakRssMiB: service.peakRssMiB(),
+      extra: {
+        storedEvents: STORED_EVENTS,
+        eventsPerPatientPage: sample.events.length,
+        chainedInsertEventsPerSecond: Math.round(insertRate),
+        verifyIntact: String(verified.intact),
+        verifyCheckedEvents: Number(verified.checkedCount),
+        verifySeconds: Number(verifySeconds.toFixed(2)),
+        verifyEventsPerSecond: Math.round(Number(verified.checkedCount) / verifySeconds),
+      },
+    };
+  } finally {
+    list.close();
+    verify.close();
+    await service.stop();
+  }
+}
 
 /** The audit-svc benchmarks, by name. */
-export const auditScenarios: Record<string, Scenario> = {};
+export const auditScenarios: Record<string, Scenario> = {
+  'audit-trail': auditTrail,
+};

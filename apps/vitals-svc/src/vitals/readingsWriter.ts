@@ -45,11 +45,21 @@ export class ReadingsWriter {
 
   /**
    * Checks the new patients, then writes the queued readings in one COPY.
+   * What is queued is taken at once, so more readings may be added while the
+   * returned promise runs (the caller keeps at most one flush in flight on
+   * the connection).
    * @throws NotFoundError or FailedPreconditionError from the patient check.
    */
-  async flush(): Promise<void> {
-    if (this.unchecked.size > 0) {
-      const patientIds = [...this.unchecked];
+  flush(): Promise<void> {
+    const lines = this.lines;
+    const patientIds = [...this.unchecked];
+    this.lines = [];
+    this.unchecked.clear();
+    return this.write(patientIds, lines);
+  }
+
+  private async write(patientIds: string[], lines: string[]): Promise<void> {
+    if (patientIds.length > 0) {
       const { rows } = await this.client.query<PatientAccessRow>(
         'SELECT patient_id::text AS patient_id, site_id, status FROM patients WHERE patient_id = ANY($1::uuid[])',
         [patientIds],
@@ -61,13 +71,9 @@ export class ReadingsWriter {
       for (const patientId of patientIds) {
         this.writable.add(patientId);
       }
-      this.unchecked.clear();
     }
-    if (this.lines.length === 0) {
-      return;
+    if (lines.length > 0) {
+      this.written += await copyRows(this.client, 'vital_signs', COPY_COLUMNS, lines.join(''));
     }
-    const lines = this.lines;
-    this.lines = [];
-    this.written += await copyRows(this.client, 'vital_signs', COPY_COLUMNS, lines.join(''));
   }
 }

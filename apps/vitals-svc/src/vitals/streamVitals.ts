@@ -57,39 +57,46 @@ export function streamVitalsHandler(dependencies: IngestionDependencies) {
         const hash = identity ? createHash('sha256') : undefined;
         let accepted = 0;
         let chunk = 0;
+        // At most one COPY in flight: the next message is validated and encoded while
+        // PostgreSQL writes the previous chunk, and is not read before that chunk is done.
+        let inFlight: Promise<void> | undefined;
         const flush = async () => {
+          await inFlight;
+          inFlight = undefined;
           if (!writer || writer.pending === 0) {
             return;
           }
-          const rows = writer.pending;
           chunk += 1;
-          await tracer.startActiveSpan('VitalsService/StreamVitals chunk', async (span) => {
-            span.setAttributes({ 'vitals.chunk': chunk, 'vitals.readings': rows });
-            try {
-              await writer.flush();
-            } finally {
-              span.end();
-            }
+          const span = tracer.startSpan('VitalsService/StreamVitals chunk', {
+            attributes: { 'vitals.chunk': chunk, 'vitals.readings': writer.pending },
           });
+          inFlight = writer.flush().finally(() => span.end());
+          // Handled when awaited; marked now so that a failure is never an unhandled rejection.
+          inFlight.catch(() => {});
         };
 
-        for (let message = first.value; ; ) {
+        try {
+          for (let message = first.value; ; ) {
+            throwIfAborted(context.signal);
+            accepted = acceptMessage(message, requestId, accepted, writer, hash);
+            if (writer && writer.pending >= STREAM_CHUNK_READINGS) {
+              await flush();
+            }
+            const next = await messages.next();
+            if (next.done) {
+              break;
+            }
+            message = next.value;
+          }
+          // Node clients (grpc-js) cancel by half-closing and then resetting the stream a moment
+          // later, so a half-close alone does not prove the client still wants the stream: give a
+          // reset the time to arrive (while the last chunk is written) before committing.
+          await Promise.all([flush().then(() => inFlight), cancellationGrace(context.signal)]);
           throwIfAborted(context.signal);
-          accepted = acceptMessage(message, requestId, accepted, writer, hash);
-          if (writer && writer.pending >= STREAM_CHUNK_READINGS) {
-            await flush();
-          }
-          const next = await messages.next();
-          if (next.done) {
-            break;
-          }
-          message = next.value;
+        } finally {
+          // Never roll back (or commit) under a COPY still running on the connection.
+          await inFlight?.catch(() => {});
         }
-        // Node clients (grpc-js) cancel by half-closing and then resetting the stream a moment
-        // later, so a half-close alone does not prove the client still wants the stream: give a
-        // reset the time to arrive (while the last chunk is written) before committing.
-        await Promise.all([flush(), cancellationGrace(context.signal)]);
-        throwIfAborted(context.signal);
 
         const response: vitalsV1.StreamVitalsResponse = { acceptedCount: String(accepted) };
         if (identity && hash) {

@@ -34,6 +34,8 @@ export interface NormalizedReading {
   /** 'YYYY-MM-DD'. */
   readonly visitDate: string;
   readonly measurementTime: Date;
+  /** measurement_time as ISO 8601 text (UTC, milliseconds). */
+  readonly measurementIso: string;
   readonly systolicBp: number | null;
   readonly diastolicBp: number | null;
   readonly heartRate: number | null;
@@ -202,10 +204,12 @@ export function normalizeReading(
   if (!valid || !time) {
     return undefined;
   }
+  const measurementIso = time.toISOString();
   return {
     patientId: reading.patientId.toLowerCase(),
-    visitDate: visitDate ?? time.toISOString().slice(0, 10),
+    visitDate: visitDate ?? measurementIso.slice(0, 10),
     measurementTime: time,
+    measurementIso,
     systolicBp,
     diastolicBp,
     heartRate,

@@ -78,7 +78,7 @@ export const COPY_COLUMNS = VITAL_COLUMNS;
  * id the server gives it. Prefix `${vitalId}\t` to make the COPY line.
  */
 export function readingCopyFields(reading: NormalizedReading): string {
-  return `${reading.patientId}\t${reading.visitDate}\t${reading.measurementTime.toISOString()}\t${copyNumber(reading.systolicBp)}\t${copyNumber(
+  return `${reading.patientId}\t${reading.visitDate}\t${reading.measurementIso}\t${copyNumber(reading.systolicBp)}\t${copyNumber(
     reading.diastolicBp,
   )}\t${copyNumber(reading.heartRate)}\t${reading.temperature === null ? COPY_NULL : reading.temperature.toFixed(1)}\t${
     reading.deviceDataJson === null ? COPY_NULL : copyText(reading.deviceDataJson)

@@ -56,7 +56,7 @@ export async function insertReading(
   return db.maybeOne(sql.type(vitalRow)`
     INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp,
                              heart_rate, temperature, data_batch)
-    SELECT ${vitalId}, patient_id, ${reading.visitDate}::date, ${reading.measurementTime.toISOString()}::timestamptz,
+    SELECT ${vitalId}, patient_id, ${reading.visitDate}::date, ${reading.measurementIso}::timestamptz,
            ${reading.systolicBp}::int4, ${reading.diastolicBp}::int4, ${reading.heartRate}::int4,
            ${reading.temperature === null ? null : reading.temperature.toFixed(1)}::numeric, ${reading.deviceDataJson}::jsonb
       FROM patients

@@ -1,13 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { auditV1 } from '@clinical/contracts';
+import { auditV1, patientV1 } from '@clinical/contracts';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad } from '../loadGenerator.js';
-import { startEchoProcess, startServiceProcess, unaryCaller } from '../processes.js';
+import { measureGrpcBaseline } from '../baseline.js';
+import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import type { RunSettings, Scenario } from '../scenario.js';
+import { seedPatients, SITES } from './patientScenarios.js';
 
 /** Events stored before measuring; AUDIT_BENCH_EVENTS=10000000 for the 10M case (minutes to generate). */
 const STORED_EVENTS = Number(process.env.AUDIT_BENCH_EVENTS ?? 1_000_000);
@@ -77,14 +76,13 @@ async function auditTrail(environment: BenchEnvironment, settings: RunSettings):
   try {
     const request = auditV1.ListAuditEventsRequest.fromPartial({ patientId, pageSize: 100 });
     const sample = await list.call(request);
-    const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
-    writeFileSync(file, auditV1.ListAuditEventsResponse.encode(sample).finish());
-    const echo = await startEchoProcess(file);
-    const echoCaller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
-    const requestBytes = auditV1.ListAuditEventsRequest.encode(request).finish();
-    const baseline = await runLoad({ ...settings, call: () => echoCaller.call(requestBytes).then(() => undefined) });
-    echoCaller.close();
-    await echo.stop();
+    const baseline = await measureGrpcBaseline(
+      request,
+      (message: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(message).finish(),
+      (bytes) => auditV1.ListAuditEventsResponse.decode(bytes),
+      auditV1.ListAuditEventsResponse.encode(sample).finish(),
+      settings,
+    );
     const measured = await runLoad({ ...settings, call: () => list.call(request).then(() => undefined) });
 
     const started = performance.now();
@@ -113,7 +111,55 @@ async function auditTrail(environment: BenchEnvironment, settings: RunSettings):
   }
 }
 
+/**
+ * GetPatient served from the cache with access auditing on, against the same
+ * service with it off (ACCESS_AUDIT=off), in the same run: what recording
+ * every read costs. The target is at most 15% of throughput.
+ */
+async function getPatientAuditOnOff(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport> {
+  const ids = await seedPatients(environment.database.url, 1_000);
+  const token = await environment.token({ roles: ['monitor'], sites: SITES });
+  const measure = async (accessAudit: 'on' | 'off') => {
+    const service = await startServiceProcess('patient-svc', { ...environment.serviceEnv, ACCESS_AUDIT: accessAudit });
+    const caller = unaryCaller(
+      service.address,
+      '/clinical.patient.v1.PatientService/GetPatient',
+      (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
+      (bytes) => patientV1.GetPatientResponse.decode(bytes),
+      token,
+    );
+    try {
+      for (const patientId of ids) {
+        await caller.call({ patientId });
+      }
+      const result = await runLoad({ ...settings, call: (index) => caller.call({ patientId: ids[index % ids.length]! }).then(() => undefined) });
+      return { result, rss: service.peakRssMiB() };
+    } finally {
+      caller.close();
+      await service.stop();
+    }
+  };
+  const off = await measure('off');
+  const on = await measure('on');
+  const admin = new pg.Client({ connectionString: environment.database.url });
+  await admin.connect();
+  const { rows } = await admin.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM audit_events WHERE event_type = 'DATA_ACCESS'",
+  );
+  await admin.end();
+  return {
+    scenario: 'get-patient-audit-on',
+    baselineName: 'same service, access auditing off',
+    baseline: off.result,
+    measured: on.result,
+    concurrency: settings.concurrency,
+    servicePeakRssMiB: on.rss,
+    extra: { accessEventsWritten: rows[0]!.n, readsWithAuditingOn: on.result.calls + on.result.errors },
+  };
+}
+
 /** The audit-svc benchmarks, by name. */
 export const auditScenarios: Record<string, Scenario> = {
   'audit-trail': auditTrail,
+  'get-patient-audit-on-off': getPatientAuditOnOff,
 };

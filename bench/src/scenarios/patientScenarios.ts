@@ -1,19 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { patientV1 } from '@clinical/contracts';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
-import { runLoad, type LoadResult } from '../loadGenerator.js';
-import { startEchoProcess, startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
+import { measureGrpcBaseline } from '../baseline.js';
+import { runLoad } from '../loadGenerator.js';
+import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import type { RunSettings, Scenario } from '../scenario.js';
 
-const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
+export const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
 
 /** Inserts `count` realistic patients straight in SQL (not through the service, so nothing is cached). */
-async function seedPatients(databaseUrl: string, count: number): Promise<string[]> {
+export async function seedPatients(databaseUrl: string, count: number): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -32,30 +30,6 @@ async function seedPatients(databaseUrl: string, count: number): Promise<string[
     return rows.map((row) => row.patient_id);
   } finally {
     await client.end();
-  }
-}
-
-/**
- * Measures the bare grpc-js baseline with the same client work as the
- * scenario: the same request encoding, the same response bytes decoded by the
- * same decoder, at the same concurrency.
- */
-async function measureBaseline<Request, Response>(
-  request: Request,
-  encode: (request: Request) => Uint8Array,
-  decode: (bytes: Uint8Array) => Response,
-  responseBytes: Uint8Array,
-  settings: RunSettings,
-): Promise<LoadResult> {
-  const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
-  writeFileSync(file, responseBytes);
-  const echo = await startEchoProcess(file);
-  const caller = unaryCaller(echo.address, '/bench.Echo/Echo', encode, decode);
-  try {
-    return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
-  } finally {
-    caller.close();
-    await echo.stop();
   }
 }
 
@@ -96,7 +70,7 @@ export async function getPatient(
           await caller.call({ patientId });
         }
       }
-      const baseline = await measureBaseline(
+      const baseline = await measureGrpcBaseline(
         { patientId: ids[0]! },
         (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
         (bytes) => patientV1.GetPatientResponse.decode(bytes),
@@ -147,7 +121,7 @@ export async function createPatient(environment: BenchEnvironment, settings: Run
     );
     try {
       const sample = await caller.call({ patient: patient(-1), requestId: '' });
-      const baseline = await measureBaseline(
+      const baseline = await measureGrpcBaseline(
         { patient: patient(0), requestId: '' },
         (request: patientV1.CreatePatientRequest) => patientV1.CreatePatientRequest.encode(request).finish(),
         (bytes) => patientV1.CreatePatientResponse.decode(bytes),
@@ -204,7 +178,7 @@ export async function batchCreate1000(environment: BenchEnvironment, settings: R
     );
     try {
       const sample = await caller.call(batch(-1));
-      const baseline = await measureBaseline(
+      const baseline = await measureGrpcBaseline(
         batch(-2),
         (request: patientV1.BatchCreatePatientsRequest) => patientV1.BatchCreatePatientsRequest.encode(request).finish(),
         (bytes) => patientV1.BatchCreatePatientsResponse.decode(bytes),

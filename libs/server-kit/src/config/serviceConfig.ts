@@ -51,7 +51,12 @@ export interface ServiceConfig {
   readonly pageTokenSecret: string;
   readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
   readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
-  readonly accessAudit: { readonly flushIntervalMs: number; readonly maxPendingEvents: number };
+  readonly accessAudit: {
+    /** Off only to measure what auditing costs (benchmarks); the service then says so at every start. */
+    readonly enabled: boolean;
+    readonly flushIntervalMs: number;
+    readonly maxPendingEvents: number;
+  };
   /** How long health reports NOT_SERVING before the server stops taking calls (load balancers move away). */
   readonly shutdownDrainMs: number;
   /** How long in-flight calls may take to finish before they are cancelled. */
@@ -82,6 +87,7 @@ const commonVariables = z.object({
     PATIENT_CACHE_TTL_SECONDS: integer(300, 1),
     QUERY_CACHE_TTL_SECONDS: integer(300, 1),
     SESSION_TTL_SECONDS: integer(3_600, 1),
+    ACCESS_AUDIT: z.enum(['on', 'off']).default('on'),
     ACCESS_AUDIT_FLUSH_MS: integer(100, 1),
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
     SHUTDOWN_DRAIN_MS: integer(2_000, 0),
@@ -141,7 +147,11 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       query: parsed.QUERY_CACHE_TTL_SECONDS,
       session: parsed.SESSION_TTL_SECONDS,
     },
-    accessAudit: { flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS, maxPendingEvents: parsed.ACCESS_AUDIT_MAX_PENDING },
+    accessAudit: {
+      enabled: parsed.ACCESS_AUDIT === 'on',
+      flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS,
+      maxPendingEvents: parsed.ACCESS_AUDIT_MAX_PENDING,
+    },
     shutdownDrainMs: parsed.SHUTDOWN_DRAIN_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     logLevel: parsed.LOG_LEVEL,

@@ -74,6 +74,16 @@ function throttledWarning(logger: Logger, message: string, intervalMs = 10_000):
   };
 }
 
+/**
+ * The recorder when ACCESS_AUDIT=off: it records nothing. That exists only to
+ * measure what auditing costs; a service running so says it loudly.
+ */
+function discardingAccessRecorder(logger: Logger): AccessRecorder {
+  logger.warn('ACCESS_AUDIT=off: reads of patient data are NOT being audited (benchmarks only)');
+  const stats = { recorded: 0, persisted: 0, pending: 0, failedFlushes: 0, maxPersistLagMs: 0 };
+  return { record: () => {}, flush: async () => {}, close: async () => {}, stats: () => stats };
+}
+
 /** Builds the runtime and serves the module's services, health and reflection. */
 export async function startService(module: ServiceModule, config: ServiceConfig): Promise<RunningService> {
   const logger = createLogger({ name: config.serviceName, level: config.logLevel });
@@ -114,12 +124,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
       points: config.rateLimit.points,
       windowSeconds: config.rateLimit.windowSeconds,
     }),
-    accessRecorder: createAccessRecorder({
-      pool,
-      flushIntervalMs: config.accessAudit.flushIntervalMs,
-      maxPendingEvents: config.accessAudit.maxPendingEvents,
-      onFlushError: throttledWarning(logger, 'access audit flush failed; retrying'),
-    }),
+    accessRecorder: config.accessAudit.enabled
+      ? createAccessRecorder({
+          pool,
+          flushIntervalMs: config.accessAudit.flushIntervalMs,
+          maxPendingEvents: config.accessAudit.maxPendingEvents,
+          onFlushError: throttledWarning(logger, 'access audit flush failed; retrying'),
+        })
+      : discardingAccessRecorder(logger),
     pageTokens: createPageTokenCodec(config.pageTokenSecret),
   };
 

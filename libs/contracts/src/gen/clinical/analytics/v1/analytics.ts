@@ -38,7 +38,8 @@ export interface SiteAnalytics {
   patientCount: string;
   /**
    * Mean, over those patients, of the days from enrollment_date to the day
-   * of the refresh (UTC), not rounded.
+   * of the refresh (UTC), rounded to two decimal places (as the view
+   * patient_analytics stores it).
    */
   avgDaysEnrolled: number;
   /** Number of vital-sign readings of those patients. */
@@ -49,29 +50,29 @@ export interface SiteAnalytics {
    */
   patientCountsByStatus: StatusCount[];
   /**
-   * Mean systolic blood pressure in mmHg over the readings that carry it;
-   * unset when none does.
+   * Mean systolic blood pressure in mmHg over the readings that carry it,
+   * rounded to two decimal places; unset when none does.
    */
   avgSystolicBp?:
     | number
     | undefined;
   /**
-   * Mean diastolic blood pressure in mmHg over the readings that carry it;
-   * unset when none does.
+   * Mean diastolic blood pressure in mmHg over the readings that carry it,
+   * rounded to two decimal places; unset when none does.
    */
   avgDiastolicBp?:
     | number
     | undefined;
   /**
-   * Mean heart rate in beats per minute over the readings that carry it;
-   * unset when none does.
+   * Mean heart rate in beats per minute over the readings that carry it,
+   * rounded to two decimal places; unset when none does.
    */
   avgHeartRate?:
     | number
     | undefined;
   /**
    * Mean body temperature in degrees Celsius over the readings that carry
-   * it; unset when none does.
+   * it, rounded to two decimal places; unset when none does.
    */
   avgTemperatureCelsius?: number | undefined;
 }

@@ -1,17 +1,35 @@
 import { analyticsV1 } from '@clinical/contracts';
-import { defineService, notYetServed, type ServiceBinding } from '@clinical/server-kit';
+import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import type { AnalyticsConfig } from './analyticsConfig.js';
+import type { CurrentRefresh } from './refresh/currentRefresh.js';
+import { getAnalyticsFreshnessHandler } from './refresh/getAnalyticsFreshness.js';
+import { refreshAnalyticsHandler } from './refresh/refreshAnalytics.js';
+import type { ViewRefresher } from './refresh/viewRefresher.js';
+import { getSiteAnalyticsHandler } from './siteAnalytics/getSiteAnalytics.js';
+import { listSiteAnalyticsHandler } from './siteAnalytics/listSiteAnalytics.js';
+import type { PageTokenCodec } from './siteAnalytics/pageToken.js';
 
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 
+/** What the handlers share beside the kit's runtime. */
+export interface AnalyticsParts {
+  readonly config: AnalyticsConfig;
+  readonly refresher: ViewRefresher;
+  readonly current: CurrentRefresh;
+  readonly pageTokens: PageTokenCodec;
+  /** This instance's name in the refresh log. */
+  readonly replica: string;
+}
+
 /** clinical.analytics.v1.AnalyticsService bound to its handlers and method policies. */
-export function analyticsService(): ServiceBinding {
+export function analyticsService(runtime: ServiceRuntime, parts: AnalyticsParts): ServiceBinding {
   return defineService(
     analyticsV1.AnalyticsServiceDefinition,
     {
-      getSiteAnalytics: notYetServed('GetSiteAnalytics'),
-      listSiteAnalytics: notYetServed('ListSiteAnalytics'),
-      refreshAnalytics: notYetServed('RefreshAnalytics'),
-      getAnalyticsFreshness: notYetServed('GetAnalyticsFreshness'),
+      getSiteAnalytics: getSiteAnalyticsHandler(runtime, parts.current),
+      listSiteAnalytics: listSiteAnalyticsHandler(runtime, parts.current, parts.pageTokens),
+      refreshAnalytics: refreshAnalyticsHandler(parts.refresher, parts.replica),
+      getAnalyticsFreshness: getAnalyticsFreshnessHandler(runtime, parts.config),
     },
     {
       getSiteAnalytics: { roles: READERS, cost: 1 },

@@ -1,8 +1,54 @@
-import type { ServiceModule } from '@clinical/server-kit';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { ServiceModule, ServiceRuntime } from '@clinical/server-kit';
+import { loadAnalyticsConfig, type AnalyticsConfig } from './analyticsConfig.js';
 import { analyticsService } from './analyticsService.js';
+import { createCurrentRefresh } from './refresh/currentRefresh.js';
+import { startRefreshScheduler, type RefreshScheduler } from './refresh/refreshSchedule.js';
+import { createViewRefresher, type ViewRefresher } from './refresh/viewRefresher.js';
+import { createPageTokenCodec } from './siteAnalytics/pageToken.js';
 
-/** analytics-svc: per-site analytics from the materialized view it owns. */
-export const analyticsServiceModule: ServiceModule = {
-  name: 'analytics-svc',
-  createServices: () => [analyticsService()],
-};
+/** Background work of one running instance, stopped with it. */
+interface Background {
+  readonly refresher: ViewRefresher;
+  readonly scheduler?: RefreshScheduler;
+}
+
+/**
+ * analytics-svc: per-site analytics from the materialized view it owns, and
+ * the schedule that refreshes it. `config` defaults to the environment's
+ * (read when the service starts).
+ */
+export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceModule {
+  const running = new WeakMap<ServiceRuntime, Background>();
+  return {
+    name: 'analytics-svc',
+    createServices(runtime) {
+      const settings = config ?? loadAnalyticsConfig();
+      const replica = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+      const current = createCurrentRefresh(runtime);
+      const refresher = createViewRefresher({
+        pool: runtime.pool,
+        logger: runtime.logger,
+        current,
+        statementTimeoutMs: settings.refreshTimeoutMs,
+      });
+      const scheduler = settings.schedulerEnabled
+        ? startRefreshScheduler({ pool: runtime.pool, logger: runtime.logger, config: settings, refresher, current, replica })
+        : undefined;
+      running.set(runtime, { refresher, scheduler });
+      const jwt = runtime.config.jwt;
+      const pageTokens = createPageTokenCodec(jwt.secret ?? jwt.publicKey ?? runtime.config.serviceName);
+      return [analyticsService(runtime, { config: settings, refresher, current, pageTokens, replica })];
+    },
+    async stop(runtime) {
+      const background = running.get(runtime);
+      running.delete(runtime);
+      await background?.refresher.cancel();
+      await background?.scheduler?.stop();
+    },
+  };
+}
+
+/** analytics-svc configured from the environment. */
+export const analyticsServiceModule: ServiceModule = createAnalyticsServiceModule();

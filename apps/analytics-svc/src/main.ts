@@ -1,4 +1,15 @@
-import { runServiceMain } from '@clinical/server-kit';
-import { analyticsServiceModule } from './analyticsServiceModule.js';
+import { ConfigError, runServiceMain } from '@clinical/server-kit';
+import { loadAnalyticsConfig, type AnalyticsConfig } from './analyticsConfig.js';
+import { createAnalyticsServiceModule } from './analyticsServiceModule.js';
 
-await runServiceMain(analyticsServiceModule);
+let config: AnalyticsConfig;
+try {
+  config = loadAnalyticsConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`analytics-svc: ${error.message}\n`);
+    process.exit(78);
+  }
+  throw error;
+}
+await runServiceMain(createAnalyticsServiceModule(config));

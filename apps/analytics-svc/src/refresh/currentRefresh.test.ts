@@ -1,0 +1,73 @@
+import { analyticsV1 } from '@clinical/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAnalyticsService, type AnalyticsTestService } from '../testing/analyticsTestService.js';
+import { createCurrentRefresh, CURRENT_REFRESH_KEY } from './currentRefresh.js';
+
+let service: AnalyticsTestService;
+let client: analyticsV1.AnalyticsServiceClient;
+
+async function addPatient(site: string): Promise<void> {
+  await service.admin.query(
+    "INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date) VALUES ('C-' || gen_random_uuid(), $1, 'P', '2024-01-01')",
+    [site],
+  );
+}
+
+beforeAll(async () => {
+  service = await startAnalyticsService({ ANALYTICS_REFRESH_SCHEDULER: 'off' });
+  client = service.client(analyticsV1.AnalyticsServiceDefinition, await service.token({ roles: ['admin'], sites: '*' }));
+  await addPatient('X');
+  await addPatient('Y');
+});
+
+afterAll(async () => {
+  await service?.stop();
+});
+
+describe('the current refresh, as readers see it', () => {
+  it('is set in Redis by the refresh before RefreshAnalytics answers', async () => {
+    const refreshed = await client.refreshAnalytics({});
+    const hint = await service.running.runtime.redis.get(CURRENT_REFRESH_KEY);
+    expect(hint).toMatch(new RegExp(`\\|${refreshed.asOfTime!.getTime()}$`));
+  });
+
+  it('comes from the database when Redis has none, and is set again', async () => {
+    await service.running.runtime.redis.del(CURRENT_REFRESH_KEY);
+    const { asOfTime } = await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' });
+    expect((await client.getAnalyticsFreshness({})).asOfTime).toEqual(asOfTime);
+    expect(await service.running.runtime.redis.get(CURRENT_REFRESH_KEY)).toMatch(new RegExp(`\\|${asOfTime!.getTime()}$`));
+  });
+
+  it('heals when a replica died between its commit and the hint: the first load that sees the newer refresh moves everyone', async () => {
+    const redis = service.running.runtime.redis;
+    const first = await client.refreshAnalytics({});
+    const cachedX = await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' });
+    expect(cachedX.asOfTime).toEqual(first.asOfTime);
+    const staleHint = await redis.get(CURRENT_REFRESH_KEY);
+
+    await addPatient('X');
+    await addPatient('Y');
+    const second = await client.refreshAnalytics({});
+    await redis.set(CURRENT_REFRESH_KEY, staleHint!);
+
+    // Until then, cached figures of the previous refresh are served, labelled as such.
+    expect(await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' })).toEqual(cachedX);
+    // Y was not cached at the previous refresh: its load finds the newer one and serves it.
+    const y = await client.getSiteAnalytics({ siteId: 'Y', protocolId: 'P' });
+    expect(y.asOfTime).toEqual(second.asOfTime);
+    expect(y.siteAnalytics?.patientCount).toBe('2');
+    // And readers of X are moved on too.
+    const x = await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' });
+    expect(x.asOfTime).toEqual(second.asOfTime);
+    expect(x.siteAnalytics?.patientCount).toBe('2');
+  });
+
+  it('never moves back when an older refresh is reported late', async () => {
+    const redis = service.running.runtime.redis;
+    const latest = await client.refreshAnalytics({});
+    const current = await redis.get(CURRENT_REFRESH_KEY);
+    await createCurrentRefresh(service.running.runtime).advance({ refresh_id: '1', started_at: new Date(0) });
+    expect(await redis.get(CURRENT_REFRESH_KEY)).toBe(current);
+    expect((await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' })).asOfTime).toEqual(latest.asOfTime);
+  });
+});

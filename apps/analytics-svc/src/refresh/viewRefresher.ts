@@ -1,0 +1,107 @@
+import type { CommonQueryMethods, DatabasePool } from '@clinical/db';
+import type { Logger } from '@clinical/telemetry';
+import type { CurrentRefresh } from './currentRefresh.js';
+import {
+  cancelBackend,
+  insertFailedRefresh,
+  refreshViewAndLog,
+  tryLockRefresh,
+  unlockRefresh,
+  type RefreshAttempt,
+  type RefreshedRow,
+} from './refreshQueries.js';
+
+/** What a refresh body got: either the lock (and its result) or nothing, because another refresh holds it. */
+export type LockedRun<T> = { readonly ran: true; readonly value: T } | { readonly ran: false };
+
+/**
+ * Runs one refresh attempt inside the lock's transaction. `refresh` does the
+ * REFRESH and writes its log row; a body may decline (return without calling
+ * it) or wrap it (idempotency).
+ */
+export type RefreshBody<T> = (refresh: () => Promise<RefreshedRow>, transaction: CommonQueryMethods) => Promise<T>;
+
+export interface ViewRefresher {
+  /**
+   * Takes the refresh lock without waiting, on a connection of its own, and
+   * runs `body` in a transaction there. Returns `{ ran: false }` when another
+   * session (this replica or another) holds the lock. After a successful
+   * REFRESH commits, readers are moved to it (CurrentRefresh) before this
+   * returns. A failed REFRESH is rolled back (the view keeps its figures and
+   * stays readable), logged as FAILED, and rethrown.
+   */
+  withLock<T>(attempt: RefreshAttempt, body: RefreshBody<T>): Promise<LockedRun<T>>;
+  /** At shutdown: cancels the REFRESH this replica runs, if any, without logging it as a failure. */
+  cancel(): Promise<void>;
+}
+
+/** The class and SQLSTATE of a failure, for the log: never its message, which may quote values. */
+export function describeFailure(error: unknown): string {
+  let current: unknown = error;
+  const name = error instanceof Error ? error.name : 'UnknownError';
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      return `${name} (SQLSTATE ${code})`;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return name;
+}
+
+export function createViewRefresher(options: {
+  readonly pool: DatabasePool;
+  readonly logger: Logger;
+  readonly current: CurrentRefresh;
+  readonly statementTimeoutMs: number;
+}): ViewRefresher {
+  const { pool, logger } = options;
+  let runningPid: number | undefined;
+  let stopping = false;
+
+  return {
+    async withLock(attempt, body) {
+      // The lock is a session lock: it needs the same connection from try-lock to unlock.
+      return pool.connect(async (connection) => {
+        const lock = await tryLockRefresh(connection);
+        if (!lock.acquired) {
+          return { ran: false } as const;
+        }
+        runningPid = lock.pid;
+        let refreshStarted = false;
+        let refreshed: RefreshedRow | undefined;
+        try {
+          const value = await connection.transaction((transaction) =>
+            body(async () => {
+              refreshStarted = true;
+              refreshed = await refreshViewAndLog(transaction, options.statementTimeoutMs, attempt);
+              return refreshed;
+            }, transaction),
+          );
+          if (refreshed) {
+            await options.current.advance(refreshed);
+          }
+          return { ran: true, value } as const;
+        } catch (error) {
+          if (refreshStarted && !stopping) {
+            logger.warn({ trigger: attempt.trigger, error: describeFailure(error) }, 'analytics refresh failed');
+            await insertFailedRefresh(connection, attempt, lock.attempted_at, describeFailure(error)).catch((logError: unknown) => {
+              logger.warn({ error: describeFailure(logError) }, 'could not log the failed analytics refresh');
+            });
+          }
+          throw error;
+        } finally {
+          runningPid = undefined;
+          // If this fails the session is broken, and its end releases the lock.
+          await unlockRefresh(connection).catch(() => {});
+        }
+      });
+    },
+    async cancel() {
+      stopping = true;
+      if (runningPid !== undefined) {
+        await cancelBackend(pool, runningPid).catch(() => {});
+      }
+    },
+  };
+}

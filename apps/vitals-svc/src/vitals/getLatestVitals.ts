@@ -8,7 +8,7 @@ import { patientIsVisible, selectLatestVitals } from './vitalsQueries.js';
 /**
  * GetLatestVitals: the patient's reading with the greatest measurement_time
  * (then vital_id), from the top of vital_signs_patient_time_idx; unset when
- * the patient has none. One access event per call.
+ * the patient has none. Access is checked in the same statement. One access event per call.
  */
 export function getLatestVitalsHandler(runtime: ServiceRuntime) {
   return async function getLatestVitals(
@@ -19,10 +19,11 @@ export function getLatestVitalsHandler(runtime: ServiceRuntime) {
     v.uuid('patient_id', request.patientId);
     v.throwIfInvalid();
     const patientId = request.patientId.toLowerCase();
-    if (!(await patientIsVisible(runtime.pool, patientId, siteFilter(context.principal)))) {
+    const sites = siteFilter(context.principal);
+    const row = await selectLatestVitals(runtime.pool, patientId, sites);
+    if (!row && !(await patientIsVisible(runtime.pool, patientId, sites))) {
       throw new NotFoundError('patient', patientId);
     }
-    const row = await selectLatestVitals(runtime.pool, patientId);
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));
     return { reading: row ? toVitalSigns(row) : undefined };
   };

@@ -33,10 +33,11 @@ export function listVitalsHandler(runtime: ServiceRuntime, pageTokens: PageToken
     const cursor: PageCursor | undefined = request.pageToken ? pageTokens.decode(request.pageToken, filters) : undefined;
     const pageSize = Math.min(request.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
 
-    if (!(await patientIsVisible(runtime.pool, patientId, siteFilter(context.principal)))) {
+    const sites = siteFilter(context.principal);
+    const rows = await selectVitalsPage(runtime.pool, patientId, sites, range, cursor, pageSize);
+    if (rows.length === 0 && !(await patientIsVisible(runtime.pool, patientId, sites))) {
       throw new NotFoundError('patient', patientId);
     }
-    const rows = await selectVitalsPage(runtime.pool, patientId, range, cursor, pageSize);
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
     const nextPageToken =

@@ -130,6 +130,38 @@ describe('StreamVitals', () => {
     expect(await bed.countReadings(patientId)).toBe(0);
   });
 
+  it('writes nothing when the client dies mid-stream (connection cut, no half-close, no reset)', async () => {
+    const patientId = await bed.patient();
+    const token = await bed.service.token({ roles: ['coordinator'], sites: ['SITE-A'] });
+    const http2 = await import('node:http2');
+    const net = await import('node:net');
+    const [host, port] = bed.service.address.split(':');
+    const socket = net.connect(Number(port), host!);
+    const session = http2.connect(`http://${bed.service.address}`, { createConnection: () => socket });
+    session.on('error', () => {});
+    const request = session.request({
+      ':method': 'POST',
+      ':path': '/clinical.vitals.v1.VitalsService/StreamVitals',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: `Bearer ${token}`,
+    });
+    request.on('error', () => {});
+    for (const message of messagesOf([patientId], 3, 5_000)) {
+      const body = vitalsV1.StreamVitalsRequest.encode(message).finish();
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      frame.set(body, 5);
+      request.write(frame);
+    }
+    await sleep(1_000);
+    // As if the client process died: the TCP connection goes, nothing else is sent.
+    socket.destroy();
+    await sleep(500);
+    expect(await bed.countReadings(patientId)).toBe(0);
+    expect(await openVitalsTransactions()).toBe(0);
+  });
+
   it('makes a retried stream write nothing and return the first response; refuses a concurrent twin and a different stream', async () => {
     const client = await bed.client();
     const patientId = await bed.patient();

@@ -3,7 +3,7 @@ import { NotFoundError } from '@clinical/errors';
 import { accessEventsOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { validateTimeRange } from './timeRange.js';
-import { patientIsVisible, summarizeVitals as summarizeInDatabase, type SummaryRow } from './vitalsQueries.js';
+import { summarizeVitals as summarizeInDatabase, type SummaryRow } from './vitalsQueries.js';
 
 const measure = (count: string, min: number | null, max: number | null, mean: number | null): vitalsV1.MeasureSummary => ({
   count,
@@ -39,10 +39,10 @@ export function summarizeVitalsHandler(runtime: ServiceRuntime) {
     const range = validateTimeRange(v, request.startTime, request.endTime);
     v.throwIfInvalid();
     const patientId = request.patientId.toLowerCase();
-    if (!(await patientIsVisible(runtime.pool, patientId, siteFilter(context.principal)))) {
+    const row = await summarizeInDatabase(runtime.pool, patientId, siteFilter(context.principal), range);
+    if (!row.visible) {
       throw new NotFoundError('patient', patientId);
     }
-    const row = await summarizeInDatabase(runtime.pool, patientId, range);
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));
     return toResponse(row);
   };

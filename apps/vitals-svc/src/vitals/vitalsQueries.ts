@@ -33,6 +33,15 @@ function rangeConditions(range: TimeRange) {
   ];
 }
 
+/**
+ * A condition true when the patient exists at one of `sites`: evaluated once per
+ * statement (an uncorrelated InitPlan), it lets a read check access and fetch rows in one
+ * round trip. An empty result then means "no rows" or "no access": ask `patientIsVisible`.
+ */
+function visibleTo(patientId: string, sites: readonly string[] | null) {
+  return sql.fragment`EXISTS (SELECT 1 FROM patients WHERE patient_id = ${patientId} AND ${siteCondition(sites)})`;
+}
+
 /** Whether the patient exists at one of `sites` (null: any site). */
 export async function patientIsVisible(db: CommonQueryMethods, patientId: string, sites: readonly string[] | null): Promise<boolean> {
   return db.exists(sql.unsafe`SELECT 1 FROM patients WHERE patient_id = ${patientId} AND ${siteCondition(sites)}`);
@@ -74,12 +83,14 @@ export async function insertReading(
 export async function selectVitalsPage(
   db: CommonQueryMethods,
   patientId: string,
+  sites: readonly string[] | null,
   range: TimeRange,
   cursor: PageCursor | undefined,
   limit: number,
 ): Promise<readonly PageRow[]> {
   const conditions = [
     sql.fragment`patient_id = ${patientId}`,
+    visibleTo(patientId, sites),
     ...rangeConditions(range),
     ...(cursor
       ? [
@@ -98,12 +109,12 @@ export async function selectVitalsPage(
   `);
 }
 
-/** A patient's latest reading (greatest measurement_time, then greatest vital_id), or null. */
-export async function selectLatestVitals(db: CommonQueryMethods, patientId: string): Promise<VitalRow | null> {
+/** A patient's latest reading (greatest measurement_time, then greatest vital_id) if visible at `sites`, or null. */
+export async function selectLatestVitals(db: CommonQueryMethods, patientId: string, sites: readonly string[] | null): Promise<VitalRow | null> {
   return db.maybeOne(sql.type(vitalRow)`
     SELECT ${SELECTED_COLUMNS}
       FROM vital_signs
-     WHERE patient_id = ${patientId}
+     WHERE patient_id = ${patientId} AND ${visibleTo(patientId, sites)}
      ORDER BY measurement_time DESC, vital_id DESC
      LIMIT 1
   `);
@@ -111,6 +122,7 @@ export async function selectLatestVitals(db: CommonQueryMethods, patientId: stri
 
 const nullableNumber = z.number().nullable();
 const summaryRow = z.object({
+  visible: z.boolean(),
   reading_count: z.string(),
   systolic_count: z.string(),
   systolic_min: nullableNumber,
@@ -133,8 +145,16 @@ const summaryRow = z.object({
 });
 export type SummaryRow = z.infer<typeof summaryRow>;
 
-/** Count, min, max and mean of each measure over a patient's readings in `range`, computed by PostgreSQL. */
-export async function summarizeVitals(db: CommonQueryMethods, patientId: string, range: TimeRange): Promise<SummaryRow> {
+/**
+ * Count, min, max and mean of each measure over a patient's readings in `range`, computed by
+ * PostgreSQL, with whether the patient is visible at `sites` (nothing is aggregated when not).
+ */
+export async function summarizeVitals(
+  db: CommonQueryMethods,
+  patientId: string,
+  sites: readonly string[] | null,
+  range: TimeRange,
+): Promise<SummaryRow> {
   const aggregates = (column: string, name: string) => {
     const identifier = sql.identifier([column]);
     return sql.fragment`count(${identifier})::int8 AS ${sql.identifier([`${name}_count`])},
@@ -143,7 +163,8 @@ export async function summarizeVitals(db: CommonQueryMethods, patientId: string,
                         avg(${identifier})::float8 AS ${sql.identifier([`${name}_mean`])}`;
   };
   return db.one(sql.type(summaryRow)`
-    SELECT count(*)::int8 AS reading_count,
+    SELECT ${visibleTo(patientId, sites)} AS visible,
+           count(*)::int8 AS reading_count,
            ${aggregates('systolic_bp', 'systolic')},
            ${aggregates('diastolic_bp', 'diastolic')},
            ${aggregates('heart_rate', 'heart_rate')},
@@ -151,6 +172,6 @@ export async function summarizeVitals(db: CommonQueryMethods, patientId: string,
            min(measurement_time) AS first_measurement_time,
            max(measurement_time) AS last_measurement_time
       FROM vital_signs
-     WHERE ${sql.join([sql.fragment`patient_id = ${patientId}`, ...rangeConditions(range)], sql.fragment` AND `)}
+     WHERE ${sql.join([sql.fragment`patient_id = ${patientId}`, visibleTo(patientId, sites), ...rangeConditions(range)], sql.fragment` AND `)}
   `);
 }

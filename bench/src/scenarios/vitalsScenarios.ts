@@ -197,6 +197,24 @@ async function measureRawCopy(
   return rowsResult(rows, (performance.now() - started) / 1_000, latencies);
 }
 
+const INSERT_ONE = `INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp, heart_rate, temperature, data_batch)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+
+function insertValues(reading: vitalsV1.VitalSigns): unknown[] {
+  const time = reading.measurementTime as Date;
+  return [
+    uuidV7(Date.now()),
+    reading.patientId,
+    time.toISOString().slice(0, 10),
+    time.toISOString(),
+    reading.systolicBp,
+    reading.diastolicBp,
+    reading.heartRate,
+    reading.temperatureCelsius?.toFixed(1),
+    reading.deviceData ? JSON.stringify(reading.deviceData) : null,
+  ];
+}
+
 /** The old system's way: one INSERT per reading in a loop (prepared, one transaction), for INSERT_LOOP_SECONDS. */
 async function measureInsertLoop(environment: BenchEnvironment, readings: readonly vitalsV1.VitalSigns[]): Promise<LoadResult> {
   const client = await connectAsService(environment);
@@ -206,30 +224,49 @@ async function measureInsertLoop(environment: BenchEnvironment, readings: readon
   try {
     await beginAudited(client);
     for (let index = 0; performance.now() < deadline; index += 1) {
-      const reading = readings[index % readings.length]!;
-      const time = reading.measurementTime as Date;
       const begin = performance.now();
-      await client.query({
-        name: 'insert-one-reading',
-        text: `INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp, heart_rate, temperature, data_batch)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        values: [
-          uuidV7(Date.now()),
-          reading.patientId,
-          time.toISOString().slice(0, 10),
-          time.toISOString(),
-          reading.systolicBp,
-          reading.diastolicBp,
-          reading.heartRate,
-          reading.temperatureCelsius?.toFixed(1),
-          reading.deviceData ? JSON.stringify(reading.deviceData) : null,
-        ],
-      });
+      await client.query({ name: 'insert-one-reading', text: INSERT_ONE, values: insertValues(readings[index % readings.length]!) });
       latencies.push(performance.now() - begin);
     }
     await client.query('COMMIT');
   } finally {
     await client.end();
+  }
+  return rowsResult(latencies.length, (performance.now() - started) / 1_000, latencies);
+}
+
+/**
+ * What a unary write costs the database alone: `concurrency` connections, each
+ * committing one audited single-row INSERT transaction after another (BEGIN,
+ * set_config, INSERT, COMMIT), for `durationMs`.
+ */
+async function measureSingleRowTransactions(
+  environment: BenchEnvironment,
+  readings: readonly vitalsV1.VitalSigns[],
+  concurrency: number,
+  durationMs: number,
+): Promise<LoadResult> {
+  const clients = await Promise.all(Array.from({ length: concurrency }, () => connectAsService(environment)));
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  const deadline = started + durationMs;
+  try {
+    await Promise.all(
+      clients.map(async (client) => {
+        while (performance.now() < deadline) {
+          const reading = readings[next % readings.length]!;
+          next += 1;
+          const begin = performance.now();
+          await beginAudited(client);
+          await client.query({ name: 'insert-one-reading', text: INSERT_ONE, values: insertValues(reading) });
+          await client.query('COMMIT');
+          latencies.push(performance.now() - begin);
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(clients.map((client) => client.end()));
   }
   return rowsResult(latencies.length, (performance.now() - started) / 1_000, latencies);
 }
@@ -442,7 +479,20 @@ async function ingestUnary(environment: BenchEnvironment, settings: RunSettings)
         chunksPerTransaction: Number.POSITIVE_INFINITY,
       });
       const loop = await measureInsertLoop(environment, readings);
-      return ingestionReports('ingest-unary', measured, copy, loop, settings.concurrency, service, {});
+      const transactions = await measureSingleRowTransactions(environment, readings, settings.concurrency, settings.durationMs);
+      return [
+        ...ingestionReports('ingest-unary', measured, copy, loop, settings.concurrency, service, {
+          vsSingleRowTransactions: +(measured.rps / transactions.rps).toFixed(2),
+        }),
+        {
+          scenario: 'ingest-unary vs raw',
+          baselineName: 'raw single-row audited transactions, same concurrency',
+          baseline: transactions,
+          measured,
+          concurrency: settings.concurrency,
+          servicePeakRssMiB: service.peakRssMiB(),
+        },
+      ];
     } finally {
       caller.close();
     }

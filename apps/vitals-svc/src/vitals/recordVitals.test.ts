@@ -65,6 +65,23 @@ describe('RecordVitals', () => {
     expect(rows[0].trace_id).toMatch(/^[0-9a-f]{32}$/);
   });
 
+  it('audits a reading without request_id too, its context set by the statement itself', async () => {
+    const client = await bed.client({ sub: 'nurse-8' });
+    const patientId = await bed.patient();
+    await client.recordVitals({ reading: reading(patientId) });
+    const { rows } = await bed.admin.query(
+      `SELECT user_id, request_id, trace_id, ip_address::text AS ip, db_role, (payload->>'count')::int AS count FROM audit_events
+        WHERE entity_type = 'vital_signs' AND patient_id = $1`,
+      [patientId],
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ user_id: 'nurse-8', request_id: null, db_role: 'clinical_vitals_svc', count: 1 });
+    expect(rows[0].trace_id).toMatch(/^[0-9a-f]{32}$/);
+    // The context was local to that statement's transaction: nothing leaks to the next one on the connection.
+    const { rows: settings } = await bed.admin.query("SELECT current_setting('app.user_id', true) AS user_id");
+    expect(settings[0].user_id ?? '').toBe('');
+  });
+
   it('returns the first reading to a retry with the same request_id, and refuses the id for another reading', async () => {
     const client = await bed.client();
     const patientId = await bed.patient();

@@ -1,5 +1,5 @@
 import { vitalsV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
+import { runIdempotent, withAuditContext, type CommonQueryMethods } from '@clinical/db';
 import { AbortedError, InvalidArgumentError } from '@clinical/errors';
 import { auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { assertWritablePatients, siteFilter } from './patientAccess.js';
@@ -16,10 +16,11 @@ const responseCodec = {
 
 /**
  * RecordVitals: validate, then one INSERT ... SELECT that only inserts when
- * the patient is active and at one of the caller's sites, in a transaction
- * carrying the audit context (the statement trigger writes the audit event).
- * When nothing was inserted, a second look says why. A request_id makes
- * retries return the first response.
+ * the patient is active and at one of the caller's sites and that carries the
+ * audit context itself (the statement trigger writes the audit event in the
+ * same transaction): one round trip. When nothing was inserted, a second look
+ * says why. A request_id makes retries return the first response; that needs
+ * a transaction (withAuditContext, the claim, the insert, the stored response).
  */
 export function recordVitalsHandler(runtime: ServiceRuntime) {
   return async function recordVitals(
@@ -36,23 +37,29 @@ export function recordVitalsHandler(runtime: ServiceRuntime) {
       throw new InvalidArgumentError({ field: 'reading', description: 'is invalid' });
     }
 
-    const idempotencyKey = request.requestId
-      ? {
-          scope: `VitalsService/RecordVitals:${context.principal.sub}`,
-          requestId: request.requestId.toLowerCase(),
-          requestBytes: vitalsV1.RecordVitalsRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
-    return withAuditContext(runtime.pool, auditContextOf(context, { requestId: request.requestId }), (transaction) =>
+    const sites = siteFilter(context.principal);
+    const audit = auditContextOf(context, { requestId: request.requestId });
+    const whyRefused = async (db: CommonQueryMethods): Promise<never> => {
+      const access = await selectPatientAccess(db, reading.patientId);
+      assertWritablePatients(context.principal, [reading.patientId], access ? [access] : []);
+      // The patient changed between the two statements (for example it became active again).
+      throw new AbortedError('the patient changed concurrently; retry the request');
+    };
+
+    if (!request.requestId) {
+      // One statement, its own transaction: it sets the audit context, checks the patient and inserts.
+      const row = await insertReading(runtime.pool, newVitalId(), reading, sites, audit);
+      return { reading: toVitalSigns(row ?? (await whyRefused(runtime.pool))) };
+    }
+    const idempotencyKey = {
+      scope: `VitalsService/RecordVitals:${context.principal.sub}`,
+      requestId: request.requestId.toLowerCase(),
+      requestBytes: vitalsV1.RecordVitalsRequest.encode({ ...request, requestId: '' }).finish(),
+    };
+    return withAuditContext(runtime.pool, audit, (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
-        const row = await insertReading(transaction, newVitalId(), reading, siteFilter(context.principal));
-        if (!row) {
-          const access = await selectPatientAccess(transaction, reading.patientId);
-          assertWritablePatients(context.principal, [reading.patientId], access ? [access] : []);
-          // The patient changed between the two statements (for example it became active again).
-          throw new AbortedError('the patient changed concurrently; retry the request');
-        }
-        return { reading: toVitalSigns(row) };
+        const row = await insertReading(transaction, newVitalId(), reading, sites);
+        return { reading: toVitalSigns(row ?? (await whyRefused(transaction))) };
       }),
     );
   };

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from '@clinical/db';
 import { Status } from 'nice-grpc';
+import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectStatus, reading, startVitalsTestBed, type VitalsTestBed } from '../testing/vitalsTestKit.js';
+import { ReadingViolations } from './readingViolations.js';
+import { normalizeReading } from './validateReading.js';
+import { newVitalId } from './vitalId.js';
+import { insertReading } from './vitalsQueries.js';
 
 let bed: VitalsTestBed;
 
@@ -77,9 +83,16 @@ describe('RecordVitals', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ user_id: 'nurse-8', request_id: null, db_role: 'clinical_vitals_svc', count: 1 });
     expect(rows[0].trace_id).toMatch(/^[0-9a-f]{32}$/);
-    // The context was local to that statement's transaction: nothing leaks to the next one on the connection.
-    const { rows: settings } = await bed.admin.query("SELECT current_setting('app.user_id', true) AS user_id");
-    expect(settings[0].user_id ?? '').toBe('');
+  });
+
+  it("keeps a statement's audit context to its own transaction: nothing leaks to the connection's next one", async () => {
+    const patientId = await bed.patient();
+    const normalized = normalizeReading(new ReadingViolations(), 'reading', reading(patientId), Date.now())!;
+    const after = await bed.service.running.runtime.pool.connect(async (connection) => {
+      await insertReading(connection, newVitalId(), normalized, null, { userId: 'someone', traceId: 'f'.repeat(32) });
+      return connection.oneFirst(sql.type(z.object({ user_id: z.string().nullable() }))`SELECT current_setting('app.user_id', true) AS user_id`);
+    });
+    expect(after ?? '').toBe('');
   });
 
   it('returns the first reading to a retry with the same request_id, and refuses the id for another reading', async () => {

@@ -36,3 +36,4 @@ export {
 } from './validation/fieldValidator.js';
 export { notYetServed } from './server/notYetServed.js';
 export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';
+export { messageCodec, runAuditedMutation, type MutationOptions } from './auditedMutation.js';

@@ -1,11 +1,10 @@
 import { documentV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import { NotFoundError } from '@clinical/errors';
 import {
-  auditContextOf,
   canAccessSite,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -13,10 +12,7 @@ import { insertDocument, selectPatientSite } from './documentQueries.js';
 import { documentTypeToName, toDocumentMessage } from './documentRecord.js';
 import { validateDocumentBody } from './validateDocument.js';
 
-const responseCodec = {
-  encode: (response: documentV1.CreateDocumentResponse) => documentV1.CreateDocumentResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => documentV1.CreateDocumentResponse.decode(bytes),
-};
+const responseCodec = messageCodec(documentV1.CreateDocumentResponse);
 
 /** CreateDocument: version 1 of a document of a patient the caller can see; audited; idempotent with a request_id. */
 export function createDocumentHandler(runtime: ServiceRuntime) {
@@ -39,11 +35,15 @@ export function createDocumentHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
 
     const patientId = (document as documentV1.Document).patientId.toLowerCase();
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      documentV1.CreateDocumentRequest.encode({ ...request, requestId: '' }).finish(),
-    );
-    return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    return runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        requestWithoutId: () => documentV1.CreateDocumentRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         const site = await selectPatientSite(transaction, patientId);
         if (site === null || !canAccessSite(context.principal, site)) {
           throw new NotFoundError('patient', patientId);
@@ -56,7 +56,7 @@ export function createDocumentHandler(runtime: ServiceRuntime) {
           metadata: document?.metadata ?? {},
         });
         return { document: toDocumentMessage(row) };
-      }),
+      },
     );
   };
 }

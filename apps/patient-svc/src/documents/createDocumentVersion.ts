@@ -1,10 +1,9 @@
 import { documentV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import { AbortedError } from '@clinical/errors';
 import {
-  auditContextOf,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -13,10 +12,7 @@ import { addDocumentVersion, selectCurrentDocument } from './documentQueries.js'
 import { toDocumentMessage } from './documentRecord.js';
 import { validateDocumentBody } from './validateDocument.js';
 
-const responseCodec = {
-  encode: (response: documentV1.CreateDocumentVersionResponse) => documentV1.CreateDocumentVersionResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => documentV1.CreateDocumentVersionResponse.decode(bytes),
-};
+const responseCodec = messageCodec(documentV1.CreateDocumentVersionResponse);
 
 /**
  * CreateDocumentVersion: the next version, if `expected_version` is still the
@@ -37,11 +33,16 @@ export function createDocumentVersionHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
 
     const documentId = request.documentId.toLowerCase();
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      documentV1.CreateDocumentVersionRequest.encode({ ...request, requestId: '' }).finish(),
-    );
-    return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    return runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        reason: request.reason,
+        requestWithoutId: () => documentV1.CreateDocumentVersionRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         const current = visibleDocument(context, await selectCurrentDocument(transaction, documentId), documentId);
         const added =
           current.version === request.expectedVersion &&
@@ -59,7 +60,7 @@ export function createDocumentVersionHandler(runtime: ServiceRuntime) {
         }
         const row = visibleDocument(context, await selectCurrentDocument(transaction, documentId), documentId);
         return { document: toDocumentMessage(row) };
-      }),
+      },
     );
   };
 }

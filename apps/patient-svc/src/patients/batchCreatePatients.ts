@@ -1,11 +1,10 @@
 import { patientV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import { AlreadyExistsError, PermissionDeniedError } from '@clinical/errors';
 import {
-  auditContextOf,
   canAccessSite,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -17,10 +16,7 @@ import { validateNewPatient } from './validatePatient.js';
 /** Most patients one BatchCreatePatients call may create. */
 export const MAX_BATCH_PATIENTS = 1_000;
 
-const responseCodec = {
-  encode: (response: patientV1.BatchCreatePatientsResponse) => patientV1.BatchCreatePatientsResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => patientV1.BatchCreatePatientsResponse.decode(bytes),
-};
+const responseCodec = messageCodec(patientV1.BatchCreatePatientsResponse);
 
 /** Validates every entry; violations name the entry's index. */
 function validateBatch(v: FieldValidator, request: patientV1.BatchCreatePatientsRequest): NewPatient[] {
@@ -61,12 +57,16 @@ export function batchCreatePatientsHandler(runtime: ServiceRuntime) {
       throw new PermissionDeniedError(`requests[${forbidden}].patient.site_id: the caller has no access to this site`);
     }
 
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      patientV1.BatchCreatePatientsRequest.encode({ ...request, requestId: '' }).finish(),
-    );
     const written: { patient: patientV1.Patient; rowVersion: string }[] = [];
-    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    const response = await runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        requestWithoutId: () => patientV1.BatchCreatePatientsRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         written.length = 0;
         const rows = await insertPatients(transaction, entries);
         const bySubject = new Map(rows.map((row) => [row.subject_number, row]));
@@ -83,7 +83,7 @@ export function batchCreatePatientsHandler(runtime: ServiceRuntime) {
           }
         }
         return { patients: written.map((entry) => entry.patient) };
-      }),
+      },
     );
     await cacheWrittenPatients(runtime, written);
     return response;

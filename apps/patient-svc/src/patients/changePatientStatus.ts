@@ -1,12 +1,11 @@
 import { patientV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import { AbortedError, FailedPreconditionError, NotFoundError } from '@clinical/errors';
 import {
   accessibleSites,
-  auditContextOf,
   canAccessSite,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -16,10 +15,7 @@ import { selectPatient } from './patientQueries.js';
 import { statusToName, toPatientMessage, versionOfEtag, type StatusName } from './patientRecord.js';
 import { canTransition } from './statusTransitions.js';
 
-const responseCodec = {
-  encode: (response: patientV1.ChangePatientStatusResponse) => patientV1.ChangePatientStatusResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => patientV1.ChangePatientStatusResponse.decode(bytes),
-};
+const responseCodec = messageCodec(patientV1.ChangePatientStatusResponse);
 
 /**
  * ChangePatientStatus: moves a patient along the documented state machine
@@ -46,12 +42,17 @@ export function changePatientStatusHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
 
     const patientId = request.patientId.toLowerCase();
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      patientV1.ChangePatientStatusRequest.encode({ ...request, requestId: '' }).finish(),
-    );
     let rowVersion: string | undefined;
-    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    const response = await runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        reason: request.reason,
+        requestWithoutId: () => patientV1.ChangePatientStatusRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         const current = await selectPatient(transaction, patientId);
         if (!current || !canAccessSite(context.principal, current.site_id)) {
           throw new NotFoundError('patient', patientId);
@@ -70,7 +71,7 @@ export function changePatientStatusHandler(runtime: ServiceRuntime) {
         });
         rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };
-      }),
+      },
     );
     if (response.patient && rowVersion) {
       await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);

@@ -1,11 +1,10 @@
 import { patientV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import { PermissionDeniedError } from '@clinical/errors';
 import {
-  auditContextOf,
   canAccessSite,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -14,10 +13,7 @@ import { insertPatient } from './patientQueries.js';
 import { toPatientMessage } from './patientRecord.js';
 import { validateNewPatient } from './validatePatient.js';
 
-const responseCodec = {
-  encode: (response: patientV1.CreatePatientResponse) => patientV1.CreatePatientResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => patientV1.CreatePatientResponse.decode(bytes),
-};
+const responseCodec = messageCodec(patientV1.CreatePatientResponse);
 
 /**
  * CreatePatient: validate, insert in a transaction carrying the audit context
@@ -38,16 +34,20 @@ export function createPatientHandler(runtime: ServiceRuntime) {
       throw new PermissionDeniedError('the caller has no access to this site');
     }
 
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      patientV1.CreatePatientRequest.encode({ ...request, requestId: '' }).finish(),
-    );
     let rowVersion: string | undefined;
-    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    const response = await runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        requestWithoutId: () => patientV1.CreatePatientRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         const row = await insertPatient(transaction, { patient, enrollmentDate: enrollmentDate as string });
         rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };
-      }),
+      },
     );
     if (response.patient && rowVersion) {
       await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);

@@ -1,15 +1,12 @@
 import { patientV1 } from '@clinical/contracts';
 import type { CacheCodec } from '@clinical/cache';
-import type { ServiceRuntime } from '@clinical/server-kit';
+import { messageCodec, type ServiceRuntime } from '@clinical/server-kit';
 
 /** Redis key of a patient record. */
 export const patientCacheKey = (patientId: string): string => `patient:${patientId}`;
 
 /** Patients are cached as their encoded contract message: compact and fast to decode. */
-export const patientCodec: CacheCodec<patientV1.Patient> = {
-  encode: (patient) => patientV1.Patient.encode(patient).finish(),
-  decode: (bytes) => patientV1.Patient.decode(bytes),
-};
+export const patientCodec: CacheCodec<patientV1.Patient> = messageCodec(patientV1.Patient);
 
 /** Caches patients just written, after their transaction committed (never inside it). */
 export async function cacheWrittenPatients(

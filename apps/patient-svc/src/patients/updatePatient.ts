@@ -1,10 +1,9 @@
 import { patientV1 } from '@clinical/contracts';
-import { runIdempotent, withAuditContext } from '@clinical/db';
 import {
   accessibleSites,
-  auditContextOf,
   FieldValidator,
-  idempotencyKeyOf,
+  messageCodec,
+  runAuditedMutation,
   todayUtc,
   type HandlerContext,
   type ServiceRuntime,
@@ -18,10 +17,7 @@ import { EARLIEST_ENROLLMENT, validateDemographics, validateMedicalHistory } fro
 const UPDATABLE = ['enrollment_date', 'treatment_arm', 'demographics', 'medical_history'] as const;
 const IMMUTABLE = ['patient_id', 'subject_number', 'site_id', 'protocol_id', 'create_time', 'update_time', 'etag'];
 
-const responseCodec = {
-  encode: (response: patientV1.UpdatePatientResponse) => patientV1.UpdatePatientResponse.encode(response).finish(),
-  decode: (bytes: Uint8Array) => patientV1.UpdatePatientResponse.decode(bytes),
-};
+const responseCodec = messageCodec(patientV1.UpdatePatientResponse);
 
 /** The changes a request asks for, with every violation collected in `v`. */
 function changesOf(v: FieldValidator, request: patientV1.UpdatePatientRequest): PatientChanges {
@@ -92,12 +88,17 @@ export function updatePatientHandler(runtime: ServiceRuntime) {
     v.uuid('request_id', request.requestId, false);
     v.throwIfInvalid();
 
-    const key = idempotencyKeyOf(context, request.requestId, () =>
-      patientV1.UpdatePatientRequest.encode({ ...request, requestId: '' }).finish(),
-    );
     let rowVersion: string | undefined;
-    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
-      runIdempotent(transaction, key, responseCodec, async () => {
+    const response = await runAuditedMutation(
+      runtime,
+      context,
+      {
+        requestId: request.requestId,
+        reason: request.reason,
+        requestWithoutId: () => patientV1.UpdatePatientRequest.encode({ ...request, requestId: '' }).finish(),
+        responseCodec,
+      },
+      async (transaction) => {
         const row = await applyGuardedUpdate(transaction, {
           patientId: patientId.toLowerCase(),
           sites: accessibleSites(context.principal),
@@ -106,7 +107,7 @@ export function updatePatientHandler(runtime: ServiceRuntime) {
         });
         rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };
-      }),
+      },
     );
     if (response.patient && rowVersion) {
       await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);

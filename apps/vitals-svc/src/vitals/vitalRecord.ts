@@ -17,10 +17,14 @@ export const VITAL_COLUMNS = [
   'data_batch',
 ] as const;
 
-/** A vital_signs row as the service selects it (visit_date as text, measurement_time also as exact text for page tokens). */
+/**
+ * A vital_signs row as the service selects it (visit_date as text). Shapes
+ * only: the column types already guarantee the formats (a uuid column holds
+ * UUIDs), and a page parses up to 1,001 rows.
+ */
 export const vitalRow = z.object({
-  vital_id: z.string().uuid(),
-  patient_id: z.string().uuid(),
+  vital_id: z.string(),
+  patient_id: z.string(),
   visit_date: z.string().nullable(),
   measurement_time: z.date(),
   systolic_bp: z.number().int().nullable(),

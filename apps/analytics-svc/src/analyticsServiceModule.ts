@@ -7,6 +7,7 @@ import { createCurrentRefresh } from './refresh/currentRefresh.js';
 import { startRefreshScheduler, type RefreshScheduler } from './refresh/refreshSchedule.js';
 import { createViewRefresher, type ViewRefresher } from './refresh/viewRefresher.js';
 import { createPageTokenCodec } from './siteAnalytics/pageToken.js';
+import { warmSiteAnalyticsCache } from './siteAnalytics/warmSiteAnalyticsCache.js';
 
 /** Background work of one running instance, stopped with it. */
 interface Background {
@@ -32,6 +33,7 @@ export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceM
         logger: runtime.logger,
         current,
         statementTimeoutMs: settings.refreshTimeoutMs,
+        beforeReaders: (refreshed) => warmSiteAnalyticsCache(runtime, refreshed),
       });
       const scheduler = settings.schedulerEnabled
         ? startRefreshScheduler({ pool: runtime.pool, logger: runtime.logger, config: settings, refresher, current, replica })

@@ -46,16 +46,16 @@ describe('the current refresh, as readers see it', () => {
     const staleHint = await redis.get(CURRENT_REFRESH_KEY);
 
     await addPatient('X');
-    await addPatient('Y');
+    await addPatient('Z');
     const second = await client.refreshAnalytics({});
     await redis.set(CURRENT_REFRESH_KEY, staleHint!);
 
     // Until then, cached figures of the previous refresh are served, labelled as such.
     expect(await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' })).toEqual(cachedX);
-    // Y was not cached at the previous refresh: its load finds the newer one and serves it.
-    const y = await client.getSiteAnalytics({ siteId: 'Y', protocolId: 'P' });
-    expect(y.asOfTime).toEqual(second.asOfTime);
-    expect(y.siteAnalytics?.patientCount).toBe('2');
+    // Z has no entry at the previous refresh: its load finds the newer one and serves it.
+    const z = await client.getSiteAnalytics({ siteId: 'Z', protocolId: 'P' });
+    expect(z.asOfTime).toEqual(second.asOfTime);
+    expect(z.siteAnalytics?.patientCount).toBe('1');
     // And readers of X are moved on too.
     const x = await client.getSiteAnalytics({ siteId: 'X', protocolId: 'P' });
     expect(x.asOfTime).toEqual(second.asOfTime);

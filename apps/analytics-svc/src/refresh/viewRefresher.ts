@@ -26,8 +26,8 @@ export interface ViewRefresher {
    * Takes the refresh lock without waiting, on a connection of its own, and
    * runs `body` in a transaction there. Returns `{ ran: false }` when another
    * session (this replica or another) holds the lock. After a successful
-   * REFRESH commits, readers are moved to it (CurrentRefresh) before this
-   * returns. A failed REFRESH is rolled back (the view keeps its figures and
+   * REFRESH commits, `beforeReaders` runs, then readers are moved to it
+   * (CurrentRefresh), all before this returns. A failed REFRESH is rolled back (the view keeps its figures and
    * stays readable), logged as FAILED, and rethrown.
    */
   withLock<T>(attempt: RefreshAttempt, body: RefreshBody<T>): Promise<LockedRun<T>>;
@@ -54,6 +54,8 @@ export function createViewRefresher(options: {
   readonly logger: Logger;
   readonly current: CurrentRefresh;
   readonly statementTimeoutMs: number;
+  /** Runs after a refresh committed, before readers are moved to it (cache warming); its failure only delays them. */
+  readonly beforeReaders?: (refreshed: RefreshedRow) => Promise<void>;
 }): ViewRefresher {
   const { pool, logger } = options;
   let runningPid: number | undefined;
@@ -79,7 +81,11 @@ export function createViewRefresher(options: {
             }, transaction),
           );
           if (refreshed) {
-            await options.current.advance(refreshed);
+            const committed = refreshed;
+            await options.beforeReaders?.(committed).catch((error: unknown) => {
+              logger.warn({ error: describeFailure(error) }, 'analytics cache warming failed; reads will load');
+            });
+            await options.current.advance(committed);
           }
           return { ran: true, value } as const;
         } catch (error) {

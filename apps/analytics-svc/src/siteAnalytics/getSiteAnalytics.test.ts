@@ -102,6 +102,19 @@ describe('GetSiteAnalytics', () => {
     expect(after.siteAnalytics?.patientCount).toBe('5');
   });
 
+  it('has every pair cached before readers are moved to a new refresh', async () => {
+    await admin.refreshAnalytics({});
+    const { rows } = await service.admin.query(
+      "SELECT refresh_id FROM analytics_refreshes WHERE status = 'SUCCEEDED' ORDER BY refresh_id DESC LIMIT 1",
+    );
+    const pairs = await service.admin.query<{ site_id: string; protocol_id: string }>('SELECT site_id, protocol_id FROM patient_analytics');
+    expect(pairs.rows.length).toBeGreaterThan(2);
+    for (const pair of pairs.rows) {
+      const key = analyticsCacheKeys.site(rows[0].refresh_id, pair.site_id, pair.protocol_id);
+      expect(await service.running.runtime.redis.exists(key), key).toBe(1);
+    }
+  });
+
   it('records no access event: aggregates name no patient', async () => {
     await siteA.getSiteAnalytics({ siteId: 'SITE-A', protocolId: 'RA001' });
     await siteA.listSiteAnalytics({});

@@ -1,6 +1,6 @@
 import { analyticsV1 } from '@clinical/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAnalyticsService, type AnalyticsTestService } from './testing/analyticsTestService.js';
+import { startAnalyticsService, startReplica, type AnalyticsTestService } from './testing/analyticsTestService.js';
 import { directFigures, insertRandomTrial, insertVitals, seededRandom, STATUSES, type DirectFigures } from './testing/trialData.js';
 
 /**
@@ -104,6 +104,22 @@ describe(`the view against the tables (ANALYTICS_TEST_SEED=${SEED})`, () => {
     await insertRandomTrial(service.admin, { seed: SEED + 2, patients: 60, sites: ['NEW-SITE'], protocols: ['PROT-0', 'PROT-NEW'], maxVitalsPerPatient: 3, nullChance: 0.9 });
     await admin.refreshAnalytics({});
     await expectServedFiguresMatchTables();
+  });
+
+  it('counts days to the UTC date of the refresh, whatever time zone the database sessions have', async () => {
+    // A zone whose date differs from UTC's right now (UTC+14 in the afternoon, UTC-12 in the morning).
+    const zone = new Date().getUTCHours() >= 12 ? 'Etc/GMT-14' : 'Etc/GMT+12';
+    await service.admin.query(`ALTER DATABASE "${service.database.name}" SET timezone = '${zone}'`);
+    // A new replica's sessions start in that zone.
+    const replica = await startReplica(service, service.module);
+    try {
+      const token = await service.token({ roles: ['admin'], sites: '*' });
+      await replica.client(analyticsV1.AnalyticsServiceDefinition, token).refreshAnalytics({});
+      await expectServedFiguresMatchTables();
+    } finally {
+      await replica.stop();
+      await service.admin.query(`ALTER DATABASE "${service.database.name}" RESET timezone`);
+    }
   });
 
   it('matches with patients that have no readings and readings that carry no measure', async () => {

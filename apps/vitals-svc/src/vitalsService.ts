@@ -1,6 +1,5 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
-import { refuseMalformed, refuseMalformedMessages, withTolerantDecoding } from './malformedRequests.js';
 import { batchRecordVitalsHandler } from './vitals/batchRecordVitals.js';
 import { getLatestVitalsHandler } from './vitals/getLatestVitals.js';
 import type { IngestionDependencies } from './vitals/ingestionPool.js';
@@ -21,14 +20,14 @@ export interface VitalsDependencies extends IngestionDependencies {
 /** clinical.vitals.v1.VitalsService bound to its handlers and method policies. */
 export function vitalsService(runtime: ServiceRuntime, dependencies: VitalsDependencies): ServiceBinding {
   return defineService(
-    withTolerantDecoding(vitalsV1.VitalsServiceDefinition),
+    vitalsV1.VitalsServiceDefinition,
     {
-      recordVitals: refuseMalformed(recordVitalsHandler(runtime)),
-      batchRecordVitals: refuseMalformed(batchRecordVitalsHandler(dependencies)),
-      streamVitals: refuseMalformedMessages(streamVitalsHandler(dependencies)),
-      listVitals: refuseMalformed(listVitalsHandler(runtime, dependencies.pageTokens)),
-      getLatestVitals: refuseMalformed(getLatestVitalsHandler(runtime)),
-      summarizeVitals: refuseMalformed(summarizeVitalsHandler(runtime)),
+      recordVitals: recordVitalsHandler(runtime),
+      batchRecordVitals: batchRecordVitalsHandler(dependencies),
+      streamVitals: streamVitalsHandler(dependencies),
+      listVitals: listVitalsHandler(runtime, dependencies.pageTokens),
+      getLatestVitals: getLatestVitalsHandler(runtime),
+      summarizeVitals: summarizeVitalsHandler(runtime),
     },
     {
       recordVitals: { roles: WRITERS, cost: 1 },

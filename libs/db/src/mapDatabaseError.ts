@@ -101,6 +101,25 @@ export function mapDatabaseError(error: unknown): DomainError | undefined {
 }
 
 function mapSqlState(code: string, cause: unknown): DomainError | undefined {
+  const { detail, column, constraint } = pgFields(cause);
+  // Class 23 from the driver directly (a plain pg client, as COPY uses).
+  if (code === '23505') {
+    const columns = keyColumns(detail);
+    return new AlreadyExistsError(`a record with this ${columns.join(', ') || constraint || 'key'} already exists`, columns[0], { cause });
+  }
+  if (code === '23503') {
+    return new FailedPreconditionError('a referenced record does not exist or is still referenced', { cause });
+  }
+  if (code === '23514' || code === '23502') {
+    return new InvalidArgumentError(
+      { field: column ?? constraint ?? 'request', description: code === '23502' ? 'is required' : `violates ${constraint ?? 'a check'}` },
+      { cause },
+    );
+  }
+  // 57014: statement timeout or cancellation.
+  if (code === '57014') {
+    return new UnavailableError('database statement timed out, retry later', { cause });
+  }
   // Class 22: data exceptions (values out of range, bad text representation).
   if (code.startsWith('22')) {
     return new InvalidArgumentError({ field: 'request', description: `value rejected by the database (SQLSTATE ${code})` }, { cause });

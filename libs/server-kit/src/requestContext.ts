@@ -2,9 +2,13 @@ import type { AccessEvent, AuditContext, IdempotencyKey } from '@clinical/db';
 import { activeTraceId } from '@clinical/telemetry';
 import type { HandlerContext } from './middleware/authentication.js';
 
-/** The caller's IP from the call's peer (`ipv4:10.0.0.1:5000`, `ipv6:[::1]:5000`), if any. */
-export function clientIpOf(context: HandlerContext): string | undefined {
-  const match = /^ipv4:([\d.]+):\d+$/.exec(context.peer) ?? /^ipv6:\[([0-9a-fA-F:.]+)\]:\d+$/.exec(context.peer);
+/**
+ * The caller's IP from the call's peer, if any. grpc-js gives `10.0.0.1:5000`
+ * or `[::1]:5000`; other stacks prefix `ipv4:` / `ipv6:`.
+ */
+export function clientIpOf(context: Pick<HandlerContext, 'peer'>): string | undefined {
+  const peer = context.peer.replace(/^ipv[46]:/, '');
+  const match = /^([\d.]+):\d+$/.exec(peer) ?? /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(peer);
   return match?.[1];
 }
 

@@ -98,6 +98,26 @@ describe('the edge: errors become statuses with details', () => {
     expect(Number(retry.retryDelay?.seconds ?? 0) * 1_000 + (retry.retryDelay?.nanos ?? 0) / 1e6).toBeGreaterThan(0);
   });
 
+  it('answers bytes that are not the request message with INVALID_ARGUMENT, not INTERNAL', async () => {
+    const grpc = await import('@grpc/grpc-js');
+    const client = new grpc.Client(service.address, grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    const code = await new Promise<number>((resolve) => {
+      client.makeUnaryRequest(
+        '/clinical.analytics.v1.AnalyticsService/GetSiteAnalytics',
+        (bytes: Buffer) => bytes,
+        (bytes: Buffer) => bytes,
+        // Field 1 as a length-delimited string claiming 100 bytes, then nothing.
+        Buffer.from([0x0a, 0x64, 0x41]),
+        metadata,
+        (error) => resolve(error?.code ?? 0),
+      );
+    });
+    client.close();
+    expect(Status[code]).toBe('INVALID_ARGUMENT');
+  });
+
   it('refuses a role the method does not allow', async () => {
     const auditor = await service.token({ sub: 'auditor', roles: ['auditor'], sites: '*' });
     const error = (await service

@@ -22,6 +22,7 @@ import { authenticationMiddleware } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { rateLimitingMiddleware } from '../middleware/rateLimiting.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
+import { malformedRequestMiddleware } from './malformedRequests.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 
@@ -140,7 +141,10 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const verifyToken = await createTokenVerifier(config.jwt);
 
   const health = HealthState();
-  const server = createServer().use(errorDetailsServerMiddleware).use(edgeErrorMiddleware(logger));
+  const server = createServer()
+    .use(errorDetailsServerMiddleware)
+    .use(edgeErrorMiddleware(logger))
+    .use(malformedRequestMiddleware);
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(
     server,

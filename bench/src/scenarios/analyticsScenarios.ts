@@ -1,11 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { analyticsV1 } from '@clinical/contracts';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
-import { runLoad, type LoadResult } from '../loadGenerator.js';
-import { startEchoProcess, startServiceProcess, unaryCaller } from '../processes.js';
+import { measureGrpcBaseline } from '../baseline.js';
+import { runLoad } from '../loadGenerator.js';
+import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import type { RunSettings, Scenario } from '../scenario.js';
 
@@ -91,20 +89,6 @@ async function growTrial(admin: pg.Client, vitals: number): Promise<{ patients: 
   return { patients: patientsWanted, seconds: (performance.now() - started) / 1_000 };
 }
 
-/** The bare grpc-js baseline: same client, same concurrency, same response bytes. */
-async function measureBaseline(response: Uint8Array, request: Uint8Array, settings: RunSettings): Promise<LoadResult> {
-  const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
-  writeFileSync(file, response);
-  const echo = await startEchoProcess(file);
-  const caller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
-  try {
-    return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
-  } finally {
-    caller.close();
-    await echo.stop();
-  }
-}
-
 const millis = (duration: { seconds: string; nanos: number } | undefined) =>
   duration ? Number(duration.seconds) * 1_000 + duration.nanos / 1e6 : Number.NaN;
 const round = (value: number, digits = 2) => Number(value.toFixed(digits));
@@ -174,9 +158,11 @@ async function analyticsRead(environment: BenchEnvironment, settings: RunSetting
       for (const concurrency of [...new Set([settings.concurrency, probeConcurrency])]) {
         const at = { ...settings, concurrency };
         const suffix = concurrency === settings.concurrency ? '' : ` @${concurrency}`;
-        const baseline = await measureBaseline(
+        const baseline = await measureGrpcBaseline(
+          pairs[0]!,
+          (request: analyticsV1.GetSiteAnalyticsRequest) => analyticsV1.GetSiteAnalyticsRequest.encode(request).finish(),
+          (bytes) => analyticsV1.GetSiteAnalyticsResponse.decode(bytes),
           analyticsV1.GetSiteAnalyticsResponse.encode(sample).finish(),
-          analyticsV1.GetSiteAnalyticsRequest.encode(pairs[0]!).finish(),
           at,
         );
         const atRest = await runLoad({ ...at, call: read });

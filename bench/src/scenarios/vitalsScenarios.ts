@@ -1,14 +1,13 @@
 import { randomFillSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { vitalsV1 } from '@clinical/contracts';
 import { COPY_NULL, copyRows, copyText } from '@clinical/db';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad, type LoadResult } from '../loadGenerator.js';
-import { startEchoProcess, startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
+import { measureGrpcBaseline } from '../baseline.js';
+import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import type { RunSettings, Scenario } from '../scenario.js';
 
@@ -538,20 +537,6 @@ async function growReadings(databaseUrl: string, patients: readonly string[], fr
   }
 }
 
-/** The bare grpc-js baseline answering with `response`'s bytes, same client, same concurrency. */
-async function measureEchoBaseline(response: Uint8Array, request: Uint8Array, settings: RunSettings): Promise<LoadResult> {
-  const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
-  writeFileSync(file, response);
-  const echo = await startEchoProcess(file);
-  const caller = unaryCaller<Uint8Array, Uint8Array>(echo.address, '/bench.Echo/Echo', (bytes) => bytes, (bytes) => bytes);
-  try {
-    return await runLoad({ ...settings, call: () => caller.call(request).then(() => undefined) });
-  } finally {
-    caller.close();
-    await echo.stop();
-  }
-}
-
 /** ListVitals of one random patient's random day (96 readings, one page), at concurrency 1 and at the run's. */
 async function measureListWindow(
   environment: BenchEnvironment,
@@ -584,9 +569,11 @@ async function measureListWindow(
       const reports: ScenarioReport[] = [];
       for (const concurrency of [...new Set([1, settings.concurrency])]) {
         const run = { ...settings, concurrency };
-        const baseline = await measureEchoBaseline(
+        const baseline = await measureGrpcBaseline(
+          request(0),
+          (value: vitalsV1.ListVitalsRequest) => vitalsV1.ListVitalsRequest.encode(value).finish(),
+          (bytes) => vitalsV1.ListVitalsResponse.decode(bytes),
           vitalsV1.ListVitalsResponse.encode(sample).finish(),
-          vitalsV1.ListVitalsRequest.encode(request(0)).finish(),
           run,
         );
         const measured = await runLoad({ ...run, call: (index) => caller.call(request(index)).then(() => undefined) });

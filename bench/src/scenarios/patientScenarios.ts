@@ -105,9 +105,9 @@ export async function createPatient(environment: BenchEnvironment, settings: Run
   const patient = (index: number) =>
     patientV1.Patient.fromPartial({
       subjectNumber: `C${run}-${index}`,
-      siteId: SITES[index % SITES.length],
+      siteId: SITES[Math.abs(index) % SITES.length],
       protocolId: 'RA001',
-      enrollmentDate: { year: 2024, month: 3, day: 1 + (index % 28) },
+      enrollmentDate: { year: 2024, month: 3, day: 1 + (Math.abs(index) % 28) },
       treatmentArm: 'ARM-1',
       demographics: { sex: patientV1.Sex.SEX_MALE, birthYear: 1970, race: ['White'], heightCm: 180, weightKg: 80 },
     });

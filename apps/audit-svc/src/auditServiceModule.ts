@@ -3,19 +3,30 @@ import { agentContextService } from './agentContextService.js';
 import { auditService } from './auditService.js';
 import { loadAuditSettings, type AuditSettings } from './auditSettings.js';
 import { createPageTokenCodec } from './pageTokens.js';
+import { startChainSealer, type ChainSealer } from './trail/chainSealer.js';
 
 /**
  * audit-svc with these settings (by default, read from the environment when
  * the service starts).
  */
 export function createAuditServiceModule(settings?: Partial<AuditSettings>): ServiceModule {
+  let sealer: ChainSealer | undefined;
   return {
     name: 'audit-svc',
     createServices: (runtime) => {
       const resolved = { ...loadAuditSettings(), ...settings };
       const secret = resolved.pageTokenSecret ?? runtime.config.jwt.secret ?? runtime.config.jwt.publicKey ?? 'audit-svc';
       const pageTokens = createPageTokenCodec(secret);
+      sealer = startChainSealer({
+        pool: runtime.pool,
+        intervalMs: resolved.sealIntervalMs,
+        batchSize: resolved.sealBatchSize,
+        logger: runtime.logger,
+      });
       return [auditService(runtime, resolved, pageTokens), agentContextService(runtime, pageTokens)];
+    },
+    async stop() {
+      await sealer?.stop();
     },
   };
 }

@@ -12,6 +12,10 @@ export interface AuditSettings {
   readonly pageTokenSecret?: string;
   /** Chain positions VerifyAuditTrail checks per query. */
   readonly verifyBatchSize: number;
+  /** How often committed events are sealed into the hash chain (the not-yet-chained window). */
+  readonly sealIntervalMs: number;
+  /** Events chained per sealing transaction. */
+  readonly sealBatchSize: number;
 }
 
 const schema = z.object({
@@ -19,6 +23,8 @@ const schema = z.object({
   AUDIT_RETENTION_MONTHS: z.coerce.number().int().min(1).max(1_200).default(72),
   AUDIT_PAGE_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   AUDIT_VERIFY_BATCH_SIZE: z.coerce.number().int().min(1_000).max(10_000_000).default(500_000),
+  AUDIT_SEAL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
+  AUDIT_SEAL_BATCH_SIZE: z.coerce.number().int().min(100).max(1_000_000).default(50_000),
 });
 
 /**
@@ -31,5 +37,7 @@ export function loadAuditSettings(env: NodeJS.ProcessEnv = process.env): AuditSe
     retentionMonths: parsed.AUDIT_RETENTION_MONTHS,
     pageTokenSecret: parsed.AUDIT_PAGE_TOKEN_SECRET,
     verifyBatchSize: parsed.AUDIT_VERIFY_BATCH_SIZE,
+    sealIntervalMs: parsed.AUDIT_SEAL_INTERVAL_MS,
+    sealBatchSize: parsed.AUDIT_SEAL_BATCH_SIZE,
   };
 }

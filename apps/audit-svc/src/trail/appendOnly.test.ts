@@ -2,6 +2,7 @@ import { startTestService, type TestService } from '@clinical/server-kit/testing
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditServiceModule } from '../auditServiceModule.js';
+import { sealPendingEvents } from './chainSealer.js';
 import { connectAs, inAuditedTransaction, insertPatient, SERVICE_ROLES } from '../testKit.js';
 
 let service: TestService;
@@ -58,6 +59,8 @@ describe('the trail is append-only for every application role', () => {
   });
 
   it('refuses UPDATE and TRUNCATE even to the owner, and DELETE outside the purge', async () => {
+    await sealPendingEvents(service.running.runtime.pool, 100_000);
+    expect((await admin.query('SELECT count(*)::int AS n FROM audit_chain')).rows[0].n).toBeGreaterThan(0);
     await expect(admin.query("UPDATE audit_events SET user_id = 'forged'")).rejects.toThrow(/append-only: UPDATE refused/);
     await expect(admin.query('DELETE FROM audit_events')).rejects.toThrow(/append-only: DELETE refused/);
     await expect(admin.query('TRUNCATE audit_events')).rejects.toThrow(/append-only: TRUNCATE refused/);

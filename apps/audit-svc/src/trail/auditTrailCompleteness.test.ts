@@ -6,6 +6,7 @@ import type { Client } from 'nice-grpc';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditServiceModule } from '../auditServiceModule.js';
+import { sealPendingEvents } from './chainSealer.js';
 import { connectAs, inAuditedTransaction, insertPatient } from '../testKit.js';
 
 let service: TestService;
@@ -105,7 +106,8 @@ describe('completeness, proven by counting', () => {
     expect(rows[0]).toMatchObject({ user_id: 'coordinator-c', request_id: 'req-0', trace_id: traceId, reason: 'count' });
     expect(rows[0].payload).toEqual({ old: expect.objectContaining({ treatment_arm: 'A' }), new: expect.objectContaining({ treatment_arm: 'B' }) });
 
-    // Every one of them is chained, and the API finds the same numbers.
+    // Every one of them is chained once the sealer has run, and the API finds the same numbers.
+    await sealPendingEvents(service.running.runtime.pool, 100_000);
     expect(await countEvents(`${ofPatients} AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = audit_events.event_seq)`, [patients])).toBe(0);
     const listed = [];
     let pageToken = '';

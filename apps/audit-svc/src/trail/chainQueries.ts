@@ -117,16 +117,27 @@ export async function selectUnchainedEvents(db: CommonQueryMethods, eventSeqRang
   const within = eventSeqRange
     ? sql.fragment`e.event_seq BETWEEN ${eventSeqRange.min}::int8 AND ${eventSeqRange.max}::int8`
     : sql.fragment`true`;
+  // Events without a chain entry: those still waiting for the sealer (pending)
+  // are not yet chained; the others were written outside the services.
   return db.one(sql.type(
-    z.object({ unchained: z.string(), first_event_id: z.string().nullable(), next_position: z.string().nullable() }),
+    z.object({
+      unchained: z.string(),
+      awaiting_seal: z.string(),
+      first_event_id: z.string().nullable(),
+      next_position: z.string().nullable(),
+    }),
   )`
     WITH unchained AS (
-      SELECT e.event_seq, e.event_id FROM audit_events AS e
+      SELECT e.event_seq, e.event_id,
+             EXISTS (SELECT 1 FROM audit_chain_pending AS p WHERE p.event_seq = e.event_seq) AS awaiting_seal
+        FROM audit_events AS e
        WHERE ${within} AND NOT EXISTS (SELECT 1 FROM audit_chain AS c WHERE c.event_seq = e.event_seq)
     ), first AS (
-      SELECT event_seq, event_id FROM unchained ORDER BY event_seq LIMIT 1
+      SELECT event_seq, event_id FROM unchained WHERE NOT awaiting_seal ORDER BY event_seq LIMIT 1
     )
-    SELECT (SELECT count(*) FROM unchained)::int8 AS unchained, first.event_id AS first_event_id,
+    SELECT (SELECT count(*) FROM unchained WHERE NOT awaiting_seal)::int8 AS unchained,
+           (SELECT count(*) FROM unchained WHERE awaiting_seal)::int8 AS awaiting_seal,
+           first.event_id AS first_event_id,
            (SELECT c.sequence_number FROM audit_chain AS c WHERE c.event_seq > first.event_seq
              ORDER BY c.event_seq LIMIT 1) AS next_position
       FROM (SELECT 1) AS one LEFT JOIN first ON true

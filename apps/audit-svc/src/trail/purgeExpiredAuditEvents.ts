@@ -5,6 +5,7 @@ import { accessibleSites, auditContextOf, FieldValidator, type HandlerContext, t
 import { z } from 'zod';
 import type { AuditSettings } from '../auditSettings.js';
 import { selectChainBounds } from './chainQueries.js';
+import { sealPendingEvents } from './chainSealer.js';
 import { verifyChain } from './verifyChain.js';
 
 const responseCodec = {
@@ -48,6 +49,8 @@ export function purgeExpiredAuditEventsHandler(runtime: ServiceRuntime, settings
         }
       : undefined;
 
+    // Old events still pending would hold their month back: chain them first.
+    await sealPendingEvents(runtime.pool, settings.sealBatchSize);
     return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         const locked = await transaction.oneFirst(sql.type(z.object({ locked: z.boolean() }))`

@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuditServiceModule } from '../auditServiceModule.js';
 import { connectAs, expectStatus, inAuditedTransaction, insertPatient } from '../testKit.js';
+import { sealPendingEvents } from './chainSealer.js';
 
 const { ChainBreakKind } = auditV1;
 const running: TestService[] = [];
@@ -23,6 +24,8 @@ async function trailWith(patients: number) {
     });
   }
   await writer.end();
+  // Sealed, as the sealer does within its interval: tampering starts from a chained trail.
+  await sealPendingEvents(service.running.runtime.pool, 100_000);
   const auditor = service.client(
     auditV1.AuditServiceDefinition,
     await service.token({ sub: 'auditor-v', roles: ['auditor'], sites: '*' }),
@@ -64,13 +67,15 @@ describe('VerifyAuditTrail', () => {
         }
       }),
     );
+    // The writers' events are sealed while the late transaction is still open: its event escapes nothing.
+    await sealPendingEvents(service.running.runtime.pool, 100_000);
     await late.query('COMMIT');
     await Promise.all([late, ...writers].map((client) => client.end()));
 
     const result = await auditor.verifyAuditTrail({});
     expect(result).toMatchObject({ intact: true, checkedCount: '201', firstSequenceNumber: '1', lastSequenceNumber: '201', unchainedCount: '0' });
     expect(result.anchorHash).toBe('0'.repeat(64));
-    // The late transaction's event is chained last, after everything that committed before it.
+    // The late transaction's event is chained last, after everything sealed before it committed.
     const { rows } = await admin.query(
       `SELECT c.sequence_number FROM audit_events e JOIN audit_chain c USING (event_seq) WHERE e.entity_id = $1`,
       [lateEvents],

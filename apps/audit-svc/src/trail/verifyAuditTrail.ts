@@ -3,6 +3,7 @@ import { sql } from '@clinical/db';
 import { PermissionDeniedError } from '@clinical/errors';
 import { accessibleSites, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import type { AuditSettings } from '../auditSettings.js';
+import { sealPendingEvents } from './chainSealer.js';
 import { verifyChain } from './verifyChain.js';
 
 /** An int64 request field: its value, or undefined for 0; violations accumulate in `v`. */
@@ -20,8 +21,9 @@ export function positionOf(v: FieldValidator, field: string, value: string): big
 }
 
 /**
- * VerifyAuditTrail: recomputes the chain over one consistent snapshot of the
- * trail. Needs a token for every site: it reads every event.
+ * VerifyAuditTrail: seals what has committed, then recomputes the chain over
+ * one consistent snapshot of the trail. Needs a token for every site: it
+ * reads every event.
  */
 export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: AuditSettings) {
   return async function verifyAuditTrail(
@@ -38,6 +40,8 @@ export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: Audit
     if (accessibleSites(context.principal)) {
       throw new PermissionDeniedError('verifying the audit trail needs access to every site');
     }
+    // Chain what has committed up to now, so that the check covers it.
+    await sealPendingEvents(runtime.pool, settings.sealBatchSize);
     return runtime.pool.transaction(async (transaction) => {
       await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
       // A whole-trail check takes longer than an ordinary statement may.

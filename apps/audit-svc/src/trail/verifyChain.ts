@@ -104,9 +104,10 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
   // Events without a chain entry: everywhere for a whole-chain check, else
   // among the event_seq values the checked range covers.
   const unchained = await selectUnchainedEvents(db, toEnd && first === anchorSequence + 1n ? undefined : eventSeqRange);
-  const unchainedCount = BigInt(unchained.unchained);
+  const writtenOutside = BigInt(unchained.unchained);
+  const unchainedCount = writtenOutside + BigInt(unchained.awaiting_seal);
   let unchainedBreak: auditV1.ChainBreak | undefined;
-  if (unchainedCount > 0n && unchained.first_event_id) {
+  if (writtenOutside > 0n && unchained.first_event_id) {
     const position = unchained.next_position === null ? headSequence + 1n : BigInt(unchained.next_position);
     if (!found || position < found.position) {
       found = undefined;
@@ -117,7 +118,7 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
         eventId: unchained.first_event_id,
         expectedHash: '',
         actualHash: '',
-        description: `event ${unchained.first_event_id} has no chain entry although events written after it are chained (at ${position}): written outside the chain; ${unchainedCount} such event(s)`,
+        description: `event ${unchained.first_event_id} has no chain entry and was never queued for one: written outside the services; ${writtenOutside} such event(s)`,
       };
     }
   }

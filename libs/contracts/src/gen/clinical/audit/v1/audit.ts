@@ -161,7 +161,7 @@ export enum ChainBreakKind {
   /**
    * CHAIN_BREAK_KIND_INSERTED - An event was inserted outside the chain: its previous_hash does not link
    * to the row_hash of the event before it, it repeats a sequence number, or
-   * it is not chained although events committed after it are.
+   * it was written outside the services and was never queued for sealing.
    */
   CHAIN_BREAK_KIND_INSERTED = 3,
   /**
@@ -220,9 +220,9 @@ export interface AuditEvent {
   /** Identifier (UUID). */
   eventId: string;
   /**
-   * Position in the hash chain, from 1, gap-free, in commit order (after a
+   * Position in the hash chain, from 1, gap-free, in sealing order (after a
    * purge the chain continues from the anchor's position). 0 for an event
-   * committed but not yet chained: events are chained shortly after their
+   * committed but not yet sealed: events are sealed shortly after their
    * transaction commits.
    */
   sequenceNumber: string;
@@ -429,8 +429,9 @@ export interface VerifyAuditTrailResponse {
     | ChainBreak
     | undefined;
   /**
-   * Events committed but not yet chained, hence not verified (normally a
-   * handful, chained within seconds).
+   * Events without a chain entry, hence not verified: those committed while
+   * the check ran (VerifyAuditTrail first seals what has committed), and any
+   * written outside the services (then also reported in first_break).
    */
   unchainedCount: string;
   /**
@@ -2326,12 +2327,13 @@ export const PurgeExpiredAuditEventsResponse: MessageFns<PurgeExpiredAuditEvents
  * role. Only PurgeExpiredAuditEvents removes events, by whole monthly
  * partition, once they are past retention.
  *
- * Tamper evidence: events are chained in commit order. Each chained event has
- * a gap-free sequence_number; its previous_hash is the row_hash of the event
- * before it (the chain anchor for the first one), and its row_hash is SHA-256
- * over its previous_hash and its stored content. A transaction that commits
- * late is chained after the events that committed before it: it neither
- * breaks the chain nor escapes it.
+ * Tamper evidence: committed events are sealed into a hash chain in batches,
+ * by audit-svc, within a fraction of a second of their commit (every
+ * AUDIT_SEAL_INTERVAL_MS). Each chained event has a gap-free sequence_number;
+ * its previous_hash is the row_hash of the event before it (the chain anchor
+ * for the first one), and its row_hash is SHA-256 over its previous_hash and
+ * its stored content. A transaction that commits late is sealed in a later
+ * batch: it neither breaks the chain nor escapes it.
  */
 export type AuditServiceDefinition = typeof AuditServiceDefinition;
 export const AuditServiceDefinition = {

@@ -1,0 +1,74 @@
+import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuditServiceModule } from '../auditServiceModule.js';
+import { connectAs, inAuditedTransaction, insertPatient } from '../testKit.js';
+
+let service: TestService;
+let admin: pg.Client;
+
+async function pendingCount(): Promise<number> {
+  const { rows } = await admin.query('SELECT count(*)::int AS n FROM audit_chain_pending');
+  return rows[0].n as number;
+}
+
+beforeAll(async () => {
+  service = await startTestService(createAuditServiceModule({ sealIntervalMs: 50 }));
+  admin = await connectAs(service);
+});
+
+afterAll(async () => {
+  await admin?.end();
+  await service?.stop();
+});
+
+describe('the chain sealer', () => {
+  it('queues each committed event for sealing, and seals it in the background within its interval', async () => {
+    const writer = await connectAs(service, 'clinical_patient_svc');
+    try {
+      await inAuditedTransaction(writer, { userId: 'sealer-test' }, async () => {
+        for (let index = 0; index < 20; index += 1) {
+          await insertPatient(writer);
+        }
+      });
+    } finally {
+      await writer.end();
+    }
+    const deadline = Date.now() + 5_000;
+    while ((await pendingCount()) > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(await pendingCount()).toBe(0);
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM audit_events e WHERE user_id = 'sealer-test'
+          AND EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = e.event_seq)`,
+    );
+    expect(rows[0].n).toBe(20);
+  });
+
+  it('never queues what a transaction rolled back, and leaves no gap', async () => {
+    const writer = await connectAs(service, 'clinical_patient_svc');
+    try {
+      await writer.query('BEGIN');
+      await insertPatient(writer);
+      await writer.query('ROLLBACK');
+    } finally {
+      await writer.end();
+    }
+    expect(await pendingCount()).toBe(0);
+    const { rows } = await admin.query(
+      'SELECT max(sequence_number) - min(sequence_number) + 1 = count(*) AS gap_free FROM audit_chain',
+    );
+    expect(rows[0].gap_free).toBe(true);
+  });
+
+  it('leaves an event written outside the services out of the queue', async () => {
+    await admin.query(
+      `INSERT INTO audit_events (event_type, entity_type, user_id, action) VALUES ('DATA_ACCESS', 'patient', 'intruder', 'READ')`,
+    );
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM audit_chain_pending p JOIN audit_events e USING (event_seq) WHERE e.user_id = 'intruder'`,
+    );
+    expect(rows[0].n).toBe(0);
+  });
+});

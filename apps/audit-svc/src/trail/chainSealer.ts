@@ -1,0 +1,72 @@
+import { sql, type DatabasePool } from '@clinical/db';
+import type { Logger } from '@clinical/telemetry';
+import { z } from 'zod';
+
+/**
+ * Chains every event committed so far that is still pending, in batches of
+ * `batchSize` (one transaction each). Returns how many were sealed; 0 when
+ * another replica is sealing at this moment.
+ */
+export async function sealPendingEvents(pool: DatabasePool, batchSize: number): Promise<number> {
+  let sealed = 0;
+  for (;;) {
+    const count = await pool.oneFirst(sql.type(z.object({ sealed: z.number() }))`
+      SELECT audit_chain_seal_pending(${batchSize}) AS sealed
+    `);
+    sealed += count;
+    if (count < batchSize) {
+      return sealed;
+    }
+  }
+}
+
+export interface ChainSealer {
+  /** Stops the schedule and seals what is left. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Seals pending audit events every `intervalMs`: the window during which a
+ * committed event is not yet chained. Failures are logged (error class only)
+ * and retried at the next tick; pending events stay protected by the
+ * append-only rules meanwhile.
+ */
+export function startChainSealer(options: {
+  readonly pool: DatabasePool;
+  readonly intervalMs: number;
+  readonly batchSize: number;
+  readonly logger: Logger;
+}): ChainSealer {
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  let consecutiveFailures = 0;
+  const tick = () => {
+    running = sealPendingEvents(options.pool, options.batchSize).then(
+      () => {
+        consecutiveFailures = 0;
+      },
+      (error: unknown) => {
+        consecutiveFailures += 1;
+        if (consecutiveFailures === 1 || consecutiveFailures % 50 === 0) {
+          options.logger.warn({ error: (error as Error).name, consecutiveFailures }, 'sealing the audit chain failed; retrying');
+        }
+      },
+    );
+  };
+  const timer = setInterval(() => {
+    if (!stopped) {
+      void running.then(tick);
+    }
+  }, options.intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+      await sealPendingEvents(options.pool, options.batchSize).catch(() => {
+        // Left pending: the next audit-svc to start seals it.
+      });
+    },
+  };
+}

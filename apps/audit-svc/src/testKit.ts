@@ -2,8 +2,6 @@
  * Helpers of this app's tests (imported by *.test.ts only): SQL as each
  * service's own role, the way the other services write, and status checks.
  */
-import { expect } from 'vitest';
-import { ClientError, Status } from 'nice-grpc';
 import pg from 'pg';
 import type { TestService } from '@clinical/server-kit/testing';
 
@@ -45,12 +43,4 @@ export async function insertPatient(client: pg.Client, site = 'SITE-A'): Promise
   return rows[0]!.patient_id;
 }
 
-export async function expectStatus(promise: Promise<unknown>, code: Status): Promise<ClientError> {
-  const error = await promise.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(ClientError);
-  expect(Status[(error as ClientError).code]).toBe(Status[code]);
-  return error as ClientError;
-}
+export { expectStatus } from '@clinical/server-kit/testing';

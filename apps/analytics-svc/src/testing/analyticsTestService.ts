@@ -1,8 +1,7 @@
 import { startService, type RunningService, type ServiceModule } from '@clinical/server-kit';
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import { ClientError, createChannel, createClient, Metadata, Status, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
+import { createChannel, createClient, Metadata, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
 import pg from 'pg';
-import { expect } from 'vitest';
 import { loadAnalyticsConfig } from '../analyticsConfig.js';
 import { createAnalyticsServiceModule } from '../analyticsServiceModule.js';
 
@@ -64,16 +63,7 @@ export async function startReplica(primary: TestService, module: ServiceModule):
   };
 }
 
-/** Awaits `promise`, expects it to fail with `code`, and returns the error. */
-export async function expectStatus(promise: Promise<unknown>, code: Status): Promise<ClientError> {
-  const error = await promise.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(ClientError);
-  expect(Status[(error as ClientError).code]).toBe(Status[code]);
-  return error as ClientError;
-}
+export { expectStatus } from '@clinical/server-kit/testing';
 
 /** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
 export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000, what = 'condition'): Promise<T> {

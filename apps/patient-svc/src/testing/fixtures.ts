@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { patientV1 } from '@clinical/contracts';
-import { ClientError, Status } from 'nice-grpc';
-import { expect } from 'vitest';
 
 /** A valid new patient at SITE-A with a unique subject number; override what a test needs. */
 export function newPatient(overrides: Partial<patientV1.Patient> = {}): patientV1.Patient {
@@ -21,13 +19,4 @@ export function newPatient(overrides: Partial<patientV1.Patient> = {}): patientV
   });
 }
 
-/** Awaits a call that must fail with `code`; returns the error for further checks. */
-export async function expectStatus(call: Promise<unknown>, code: Status): Promise<ClientError> {
-  const error = await call.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error, `expected ${Status[code]}`).toBeInstanceOf(ClientError);
-  expect(Status[(error as ClientError).code]).toBe(Status[code]);
-  return error as ClientError;
-}
+export { expectStatus } from '@clinical/server-kit/testing';

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import { ClientError, Status } from 'nice-grpc';
 import pg from 'pg';
-import { expect } from 'vitest';
 import { vitalsServiceModule } from '../vitalsServiceModule.js';
 
 /** A vitals-svc on its own database, an admin connection to that database, and clients per role and site. */
@@ -68,13 +66,4 @@ export function reading(patientId: string, minutesAgo = 1, overrides: Partial<vi
   });
 }
 
-/** Awaits a call that must fail with `code`; returns the error. */
-export async function expectStatus(promise: Promise<unknown>, code: Status): Promise<ClientError> {
-  const error = await promise.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error, `expected ${Status[code]}`).toBeInstanceOf(ClientError);
-  expect(Status[(error as ClientError).code]).toBe(Status[code]);
-  return error as ClientError;
-}
+export { expectStatus } from '@clinical/server-kit/testing';

@@ -1,2 +1,3 @@
 export { startTestService, TEST_JWT_SECRET, type TestService } from './startTestService.js';
 export { serviceBootSuite, type ReflectedCall } from './serviceBootSuite.js';
+export { expectStatus } from './expectStatus.js';

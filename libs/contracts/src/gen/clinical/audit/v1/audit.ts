@@ -236,8 +236,8 @@ export interface AuditEvent {
   /**
    * Key of the row the event is about: a UUID for patients and documents,
    * the agent_id for mcp_context. Empty for vital_signs, whose events cover
-   * every reading one statement wrote for one patient (the payload lists
-   * them), and for events about no single row.
+   * every reading one statement wrote for one patient (the payload
+   * describes them), and for events about no single row.
    */
   entityId: string;
   /** The patient the event is about (UUID); empty when it is about none. */
@@ -252,7 +252,11 @@ export interface AuditEvent {
   /**
    * Details as a JSON object (the stored JSONB). DATA_CHANGE: "old" (the row
    * before, absent for INSERT) and "new" (the row after, absent for DELETE);
-   * for vital_signs, "vital_ids", "count", and "old"/"new" as arrays of rows.
+   * for vital_signs INSERT, "count", "first_measurement_time",
+   * "last_measurement_time" and "new_digest" (SHA-256 of the readings written,
+   * so that the trail can be checked against the stored values without
+   * copying them); for vital_signs UPDATE/DELETE, "count" and "old"/"new" as
+   * arrays of rows.
    * DATA_ACCESS: "method", the full gRPC method name. PURGE: the removed
    * partitions, event counts and the new chain anchor.
    */

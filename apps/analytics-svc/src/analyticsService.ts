@@ -7,7 +7,6 @@ import { refreshAnalyticsHandler } from './refresh/refreshAnalytics.js';
 import type { ViewRefresher } from './refresh/viewRefresher.js';
 import { getSiteAnalyticsHandler } from './siteAnalytics/getSiteAnalytics.js';
 import { listSiteAnalyticsHandler } from './siteAnalytics/listSiteAnalytics.js';
-import type { PageTokenCodec } from './siteAnalytics/pageToken.js';
 
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 
@@ -16,7 +15,6 @@ export interface AnalyticsParts {
   readonly config: AnalyticsConfig;
   readonly refresher: ViewRefresher;
   readonly current: CurrentRefresh;
-  readonly pageTokens: PageTokenCodec;
   /** This instance's name in the refresh log. */
   readonly replica: string;
 }
@@ -27,7 +25,7 @@ export function analyticsService(runtime: ServiceRuntime, parts: AnalyticsParts)
     analyticsV1.AnalyticsServiceDefinition,
     {
       getSiteAnalytics: getSiteAnalyticsHandler(runtime, parts.current),
-      listSiteAnalytics: listSiteAnalyticsHandler(runtime, parts.current, parts.pageTokens),
+      listSiteAnalytics: listSiteAnalyticsHandler(runtime, parts.current),
       refreshAnalytics: refreshAnalyticsHandler(parts.refresher, parts.replica),
       getAnalyticsFreshness: getAnalyticsFreshnessHandler(runtime, parts.config),
     },

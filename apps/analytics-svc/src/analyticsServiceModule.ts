@@ -6,7 +6,6 @@ import { analyticsService } from './analyticsService.js';
 import { createCurrentRefresh } from './refresh/currentRefresh.js';
 import { startRefreshScheduler, type RefreshScheduler } from './refresh/refreshSchedule.js';
 import { createViewRefresher, type ViewRefresher } from './refresh/viewRefresher.js';
-import { createPageTokenCodec } from './siteAnalytics/pageToken.js';
 import { warmSiteAnalyticsCache } from './siteAnalytics/warmSiteAnalyticsCache.js';
 
 /** Background work of one running instance, stopped with it. */
@@ -39,9 +38,7 @@ export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceM
         ? startRefreshScheduler({ pool: runtime.pool, logger: runtime.logger, config: settings, refresher, current, replica })
         : undefined;
       running.set(runtime, { refresher, scheduler });
-      const jwt = runtime.config.jwt;
-      const pageTokens = createPageTokenCodec(jwt.secret ?? jwt.publicKey ?? runtime.config.serviceName);
-      return [analyticsService(runtime, { config: settings, refresher, current, pageTokens, replica })];
+      return [analyticsService(runtime, { config: settings, refresher, current, replica })];
     },
     async stop(runtime) {
       const background = running.get(runtime);

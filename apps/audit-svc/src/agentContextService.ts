@@ -4,18 +4,17 @@ import { appendAgentDecisionHandler } from './agents/appendAgentDecision.js';
 import { getAgentContextHandler } from './agents/getAgentContext.js';
 import { listAgentContextsHandler } from './agents/listAgentContexts.js';
 import { upsertAgentContextHandler } from './agents/upsertAgentContext.js';
-import type { PageTokenCodec } from './pageTokens.js';
 
 const AGENTS = ['agent', 'admin'] as const;
 
 /** clinical.audit.v1.AgentContextService: the context and decisions of AI agents. */
-export function agentContextService(runtime: ServiceRuntime, pageTokens: PageTokenCodec): ServiceBinding {
+export function agentContextService(runtime: ServiceRuntime): ServiceBinding {
   return defineService(
     agentContextV1.AgentContextServiceDefinition,
     {
       upsertAgentContext: upsertAgentContextHandler(runtime),
       getAgentContext: getAgentContextHandler(runtime),
-      listAgentContexts: listAgentContextsHandler(runtime, pageTokens),
+      listAgentContexts: listAgentContextsHandler(runtime),
       appendAgentDecision: appendAgentDecisionHandler(runtime),
     },
     {

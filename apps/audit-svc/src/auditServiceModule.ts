@@ -2,7 +2,6 @@ import type { ServiceModule } from '@clinical/server-kit';
 import { agentContextService } from './agentContextService.js';
 import { auditService } from './auditService.js';
 import { loadAuditSettings, type AuditSettings } from './auditSettings.js';
-import { createPageTokenCodec } from './pageTokens.js';
 import { startChainSealer, type ChainSealer } from './trail/chainSealer.js';
 
 /**
@@ -15,15 +14,13 @@ export function createAuditServiceModule(settings?: Partial<AuditSettings>): Ser
     name: 'audit-svc',
     createServices: (runtime) => {
       const resolved = { ...loadAuditSettings(), ...settings };
-      const secret = resolved.pageTokenSecret ?? runtime.config.jwt.secret ?? runtime.config.jwt.publicKey ?? 'audit-svc';
-      const pageTokens = createPageTokenCodec(secret);
       sealer = startChainSealer({
         pool: runtime.pool,
         intervalMs: resolved.sealIntervalMs,
         batchSize: resolved.sealBatchSize,
         logger: runtime.logger,
       });
-      return [auditService(runtime, resolved, pageTokens), agentContextService(runtime, pageTokens)];
+      return [auditService(runtime, resolved), agentContextService(runtime)];
     },
     async stop() {
       await sealer?.stop();

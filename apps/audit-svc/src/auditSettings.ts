@@ -5,11 +5,6 @@ import { z } from 'zod';
 export interface AuditSettings {
   /** Events older than this many months are past retention (PurgeExpiredAuditEvents). */
   readonly retentionMonths: number;
-  /**
-   * Key that signs page tokens. Unset: derived from the JWT verification key,
-   * so that every replica of a deployment accepts the others' tokens.
-   */
-  readonly pageTokenSecret?: string;
   /** Chain positions VerifyAuditTrail checks per query. */
   readonly verifyBatchSize: number;
   /** How often committed events are sealed into the hash chain (the not-yet-chained window). */
@@ -21,7 +16,6 @@ export interface AuditSettings {
 const schema = z.object({
   // 6 years: the HIPAA minimum for documentation; a trial's regulations may ask for more.
   AUDIT_RETENTION_MONTHS: z.coerce.number().int().min(1).max(1_200).default(72),
-  AUDIT_PAGE_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   AUDIT_VERIFY_BATCH_SIZE: z.coerce.number().int().min(1_000).max(10_000_000).default(500_000),
   AUDIT_SEAL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
   AUDIT_SEAL_BATCH_SIZE: z.coerce.number().int().min(100).max(1_000_000).default(50_000),
@@ -35,7 +29,6 @@ export function loadAuditSettings(env: NodeJS.ProcessEnv = process.env): AuditSe
   const parsed = loadConfig(schema, env);
   return {
     retentionMonths: parsed.AUDIT_RETENTION_MONTHS,
-    pageTokenSecret: parsed.AUDIT_PAGE_TOKEN_SECRET,
     verifyBatchSize: parsed.AUDIT_VERIFY_BATCH_SIZE,
     sealIntervalMs: parsed.AUDIT_SEAL_INTERVAL_MS,
     sealBatchSize: parsed.AUDIT_SEAL_BATCH_SIZE,

@@ -4,7 +4,6 @@ import { batchRecordVitalsHandler } from './vitals/batchRecordVitals.js';
 import { getLatestVitalsHandler } from './vitals/getLatestVitals.js';
 import type { IngestionDependencies } from './vitals/ingestionPool.js';
 import { listVitalsHandler } from './vitals/listVitals.js';
-import type { PageTokenCodec } from './vitals/pageToken.js';
 import { recordVitalsHandler } from './vitals/recordVitals.js';
 import { streamVitalsHandler } from './vitals/streamVitals.js';
 import { summarizeVitalsHandler } from './vitals/summarizeVitals.js';
@@ -12,20 +11,15 @@ import { summarizeVitalsHandler } from './vitals/summarizeVitals.js';
 const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 const WRITERS = ['admin', 'coordinator', 'investigator', 'service'] as const;
 
-/** What the handlers need beside the kit's runtime. */
-export interface VitalsDependencies extends IngestionDependencies {
-  readonly pageTokens: PageTokenCodec;
-}
-
 /** clinical.vitals.v1.VitalsService bound to its handlers and method policies. */
-export function vitalsService(runtime: ServiceRuntime, dependencies: VitalsDependencies): ServiceBinding {
+export function vitalsService(runtime: ServiceRuntime, dependencies: IngestionDependencies): ServiceBinding {
   return defineService(
     vitalsV1.VitalsServiceDefinition,
     {
       recordVitals: recordVitalsHandler(runtime),
       batchRecordVitals: batchRecordVitalsHandler(dependencies),
       streamVitals: streamVitalsHandler(dependencies),
-      listVitals: listVitalsHandler(runtime, dependencies.pageTokens),
+      listVitals: listVitalsHandler(runtime),
       getLatestVitals: getLatestVitalsHandler(runtime),
       summarizeVitals: summarizeVitalsHandler(runtime),
     },

@@ -12,14 +12,5 @@ export function checkKeyField(v: FieldValidator, field: string, value: string, r
   v.string(field, value, { ...ID_RULE, required });
 }
 
-/** Rows per ListSiteAnalytics page: the contract's default and cap. */
-export const PAGE_SIZE = { default: 100, max: 1_000 } as const;
-
-/** The effective page size: 0 means the default, more than the cap means the cap; negative is refused. */
-export function checkPageSize(v: FieldValidator, pageSize: number): number {
-  if (!Number.isInteger(pageSize) || pageSize < 0) {
-    v.add('page_size', 'must not be negative');
-    return PAGE_SIZE.default;
-  }
-  return pageSize === 0 ? PAGE_SIZE.default : Math.min(pageSize, PAGE_SIZE.max);
-}
+/** Rows per ListSiteAnalytics page: the contract's default and cap (for the kit's pageSizeOf). */
+export const PAGE_SIZE = { defaultSize: 100, maxSize: 1_000 } as const;

@@ -1,15 +1,24 @@
 import type { agentContextV1 } from '@clinical/contracts';
-import { FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
-import { pageSizeOf, type PageTokenCodec } from '../pageTokens.js';
+import { InvalidArgumentError } from '@clinical/errors';
+import { FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { toAgentContextMessage } from './agentContextRecord.js';
 import { selectAgentContexts } from './agentContextQueries.js';
 import { CONTEXT_TYPE } from './validateAgentContext.js';
 
-const PAGE_SIZE = { default: 50, max: 500 };
+const PAGE_SIZE = { defaultSize: 50, maxSize: 500 };
 const METHOD = 'ListAgentContexts';
 
+/** The agent_id a decoded page token carries (sealed by the kit's codec; its shape checked again before SQL). */
+function agentIdOf(cursor: Cursor): string {
+  const [agentId, ...rest] = cursor;
+  if (rest.length === 0 && typeof agentId === 'string') {
+    return agentId;
+  }
+  throw new InvalidArgumentError({ field: 'page_token', description: 'is not a token of this request' });
+}
+
 /** ListAgentContexts: keyset pages by agent_id, without decisions. */
-export function listAgentContextsHandler(runtime: ServiceRuntime, pageTokens: PageTokenCodec) {
+export function listAgentContextsHandler(runtime: ServiceRuntime) {
   return async function listAgentContexts(
     request: agentContextV1.ListAgentContextsRequest,
     context: HandlerContext,
@@ -21,14 +30,16 @@ export function listAgentContextsHandler(runtime: ServiceRuntime, pageTokens: Pa
     }
     v.throwIfInvalid();
     const pageSize = pageSizeOf(request.pageSize, PAGE_SIZE);
-    const filters = { contextType: request.contextType };
-    const after = request.pageToken ? pageTokens.decode(METHOD, filters, request.pageToken)[0] : undefined;
+    // A token is bound to the method and to the context_type filter.
+    const filters = { method: METHOD, contextType: request.contextType };
+    const cursor = runtime.pageTokens.decode(request.pageToken, filters);
+    const after = cursor ? agentIdOf(cursor) : undefined;
     const rows = await selectAgentContexts(runtime.pool, context.principal, request.contextType || undefined, after, pageSize + 1);
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
     return {
       agentContexts: page.map(toAgentContextMessage),
-      nextPageToken: rows.length > pageSize && last ? pageTokens.encode(METHOD, filters, [last.agent_id]) : '',
+      nextPageToken: rows.length > pageSize && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
     };
   };
 }

@@ -1,13 +1,14 @@
 import { auditV1 } from '@clinical/contracts';
-import { FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
-import { pageSizeOf, type PageTokenCodec } from '../pageTokens.js';
+import { InvalidArgumentError } from '@clinical/errors';
+import { FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { ACTION_NAMES, EVENT_TYPE_NAMES, storedEntityTypes, toAuditEventMessage } from './auditEventRecord.js';
 import { selectAuditEvents, type AuditEventFilters } from './auditEventQueries.js';
 import { recordTrailRead } from './trailAccessEvents.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ENTITY_TYPE = /^[a-z][a-z0-9_]*$/;
-const PAGE_SIZE = { default: 100, max: 1_000 };
+const MICROS = /^-?\d{1,19}$/;
+const PAGE_SIZE = { defaultSize: 100, maxSize: 1_000 };
 const METHOD = 'ListAuditEvents';
 
 /** Checks the filters and returns them normalized; violations accumulate in `v`. */
@@ -50,30 +51,40 @@ function filtersOf(v: FieldValidator, request: auditV1.ListAuditEventsRequest): 
 }
 
 /**
+ * The position a decoded page token carries: [occurred_micros, event_id].
+ * The kit's codec has checked the token's seal; its shape is checked here
+ * again before it reaches SQL.
+ */
+function eventCursorOf(parts: Cursor): { occurredMicros: string; eventId: string } {
+  const [occurredMicros, eventId, ...rest] = parts;
+  if (rest.length === 0 && typeof occurredMicros === 'string' && MICROS.test(occurredMicros) && typeof eventId === 'string' && UUID.test(eventId)) {
+    return { occurredMicros, eventId };
+  }
+  throw new InvalidArgumentError({ field: 'page_token', description: 'is not a token of this request' });
+}
+
+/**
  * ListAuditEvents: keyset pages of the events the caller may see, newest
  * first, and an access event for each patient whose events it returns.
  */
-export function listAuditEventsHandler(runtime: ServiceRuntime, pageTokens: PageTokenCodec) {
+export function listAuditEventsHandler(runtime: ServiceRuntime) {
   return async function listAuditEvents(
     request: auditV1.ListAuditEventsRequest,
     context: HandlerContext,
   ): Promise<auditV1.ListAuditEventsResponse> {
     const v = new FieldValidator();
     const filters = filtersOf(v, request);
-    let pageSize = PAGE_SIZE.default;
+    let pageSize = PAGE_SIZE.defaultSize;
     try {
       pageSize = pageSizeOf(request.pageSize, PAGE_SIZE);
     } catch {
       v.add('page_size', 'must not be negative');
     }
     v.throwIfInvalid();
-    const tokenFilters = { ...request, pageSize: 0, pageToken: '' };
-    const cursorParts = request.pageToken ? pageTokens.decode(METHOD, tokenFilters, request.pageToken) : undefined;
-    const cursor = cursorParts ? { occurredMicros: cursorParts[0] ?? '', eventId: cursorParts[1] ?? '' } : undefined;
-    if (cursor && (!/^-?\d{1,19}$/.test(cursor.occurredMicros) || !UUID.test(cursor.eventId))) {
-      v.add('page_token', 'is not a token of this request');
-      v.throwIfInvalid();
-    }
+    // A token is bound to the method and to every field of the request but the page's size and token.
+    const tokenFilters = { method: METHOD, request: { ...request, pageSize: 0, pageToken: '' } };
+    const cursorParts = runtime.pageTokens.decode(request.pageToken, tokenFilters);
+    const cursor = cursorParts ? eventCursorOf(cursorParts) : undefined;
 
     const rows = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize + 1);
     const page = rows.slice(0, pageSize);
@@ -82,7 +93,7 @@ export function listAuditEventsHandler(runtime: ServiceRuntime, pageTokens: Page
     return {
       events: page.map(toAuditEventMessage),
       nextPageToken:
-        rows.length > pageSize && last ? pageTokens.encode(METHOD, tokenFilters, [last.occurred_micros, last.event_id]) : '',
+        rows.length > pageSize && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
     };
   };
 }

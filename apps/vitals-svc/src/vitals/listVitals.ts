@@ -1,22 +1,42 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { InvalidArgumentError, NotFoundError } from '@clinical/errors';
+import { accessEventsOf, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
-import type { PageCursor, PageTokenCodec } from './pageToken.js';
 import { rangeFingerprint, validateTimeRange } from './timeRange.js';
 import { toVitalSigns } from './vitalRecord.js';
-import { patientIsVisible, selectVitalsPage } from './vitalsQueries.js';
+import { patientIsVisible, selectVitalsPage, type PageCursor } from './vitalsQueries.js';
 
-export const DEFAULT_PAGE_SIZE = 100;
-export const MAX_PAGE_SIZE = 1_000;
+const PAGE = { defaultSize: 100, maxSize: 1_000 };
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// to_char(measurement_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), e.g. '2024-05-01 10:00:00.123456'.
+const TIMESTAMP_TEXT = /^\d{4,}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/;
+
+/**
+ * The position a decoded page token carries: [measurement time, vital id].
+ * The kit's codec has checked the token's seal; its shape is checked here
+ * again before it reaches SQL.
+ */
+function pageCursorOf(cursor: Cursor): PageCursor {
+  const [measurementTime, vitalId, ...rest] = cursor;
+  if (
+    rest.length > 0 ||
+    typeof measurementTime !== 'string' ||
+    !TIMESTAMP_TEXT.test(measurementTime) ||
+    typeof vitalId !== 'string' ||
+    !UUID.test(vitalId)
+  ) {
+    throw new InvalidArgumentError({ field: 'page_token', description: 'is not a page token issued by this service' });
+  }
+  return { measurementTime, vitalId };
+}
 
 /**
  * ListVitals: a patient's readings in [start_time, end_time), newest first,
  * in keyset pages over vital_signs_patient_time_idx (never OFFSET). The page
- * token is bound to the patient and range it was issued for. One access
- * event per call (the patient whose readings were read).
+ * token (the kit's `runtime.pageTokens`) is bound to the patient and range it
+ * was issued for. One access event per call (the patient whose readings were read).
  */
-export function listVitalsHandler(runtime: ServiceRuntime, pageTokens: PageTokenCodec) {
+export function listVitalsHandler(runtime: ServiceRuntime) {
   return async function listVitals(
     request: vitalsV1.ListVitalsRequest,
     context: HandlerContext,
@@ -28,10 +48,11 @@ export function listVitalsHandler(runtime: ServiceRuntime, pageTokens: PageToken
       v.add('page_size', 'must not be negative');
     }
     v.throwIfInvalid();
+    const pageSize = pageSizeOf(request.pageSize, PAGE);
     const patientId = request.patientId.toLowerCase();
     const filters = rangeFingerprint(patientId, range);
-    const cursor: PageCursor | undefined = request.pageToken ? pageTokens.decode(request.pageToken, filters) : undefined;
-    const pageSize = Math.min(request.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+    const token = runtime.pageTokens.decode(request.pageToken, filters);
+    const cursor = token ? pageCursorOf(token) : undefined;
 
     const sites = siteFilter(context.principal);
     const rows = await selectVitalsPage(runtime.pool, patientId, sites, range, cursor, pageSize);
@@ -40,8 +61,7 @@ export function listVitalsHandler(runtime: ServiceRuntime, pageTokens: PageToken
     }
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
-    const nextPageToken =
-      rows.length > pageSize && last ? pageTokens.encode({ measurementTime: last.cursor_time, vitalId: last.vital_id }, filters) : '';
+    const nextPageToken = rows.length > pageSize && last ? runtime.pageTokens.encode([last.cursor_time, last.vital_id], filters) : '';
 
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));
     return { readings: page.map(toVitalSigns), nextPageToken };

@@ -1,7 +1,6 @@
 import { sql, type AuditContext, type CommonQueryMethods } from '@clinical/db';
 import { z } from 'zod';
 import { ACTIVE_STATUSES, type PatientAccessRow } from './patientAccess.js';
-import type { PageCursor } from './pageToken.js';
 import type { NormalizedReading } from './validateReading.js';
 import { vitalRow, type VitalRow } from './vitalRecord.js';
 
@@ -82,6 +81,12 @@ export async function insertReading(
      WHERE patient_id = ${reading.patientId} AND status = ANY(${sql.array([...ACTIVE_STATUSES], 'text')}) AND ${siteCondition(sites)}
     RETURNING ${SELECTED_COLUMNS}
   `);
+}
+
+/** Where a page ends: the last reading returned, by its exact measurement_time (UTC, microseconds, as text) and id. */
+export interface PageCursor {
+  readonly measurementTime: string;
+  readonly vitalId: string;
 }
 
 /**

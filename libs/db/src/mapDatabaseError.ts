@@ -15,6 +15,7 @@ import {
   ConnectionError,
   ForeignKeyIntegrityConstraintViolationError,
   IdleTransactionTimeoutError,
+  InvalidInputError,
   NotFoundError as SlonikNotFoundError,
   NotNullIntegrityConstraintViolationError,
   SlonikError,
@@ -80,6 +81,13 @@ export function mapDatabaseError(error: unknown): DomainError | undefined {
   if (error instanceof NotNullIntegrityConstraintViolationError) {
     return new InvalidArgumentError(
       { field: error.column ?? fields.column ?? 'request', description: 'is required' },
+      { cause: error },
+    );
+  }
+  if (error instanceof InvalidInputError) {
+    // A value Slonik cannot send, e.g. NaN or Infinity inside a JSON document (JSON has no such numbers).
+    return new InvalidArgumentError(
+      { field: 'request', description: 'holds a value that cannot be stored (for example NaN or Infinity in a JSON document)' },
       { cause: error },
     );
   }

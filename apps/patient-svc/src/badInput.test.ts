@@ -122,7 +122,7 @@ const CASES: readonly Case[] = [
   { name: 'ListPatients: negative page size', call: list({ pageSize: -1 }), status: Status.INVALID_ARGUMENT, field: 'page_size' },
   { name: 'ListPatients: garbage page token', call: list({ pageToken: 'bm90IGEgdG9rZW4' }), status: Status.INVALID_ARGUMENT, field: 'page_token' },
   { name: 'ListPatients: page token with other filters', call: () => patients.listPatients(patientV1.ListPatientsRequest.fromPartial({ protocolId: 'OTHER', pageToken: firstPageToken })), status: Status.INVALID_ARGUMENT, field: 'page_token' },
-  { name: 'ListPatients: page token with a tampered cursor', call: () => list({ pageToken: `${Buffer.from('{"c":["2024-01-01","x"],"f":"y"}').toString('base64url')}.${firstPageToken.split('.')[1]}` })(), status: Status.INVALID_ARGUMENT, field: 'page_token' },
+  { name: 'ListPatients: page token with a tampered cursor', call: () => list({ pageToken: `${firstPageToken.slice(0, -6)}${Buffer.from('{"c":1}').toString('base64url')}` })(), status: Status.INVALID_ARGUMENT, field: 'page_token' },
   { name: 'ListPatients: unknown status', call: list({ status: 77 as patientV1.PatientStatus }), status: Status.INVALID_ARGUMENT, field: 'status' },
   { name: 'ListPatients: inverted date range', call: list({ enrolledOnOrAfter: date(2024, 6, 1), enrolledOnOrBefore: date(2024, 1, 1) }), status: Status.INVALID_ARGUMENT, field: 'enrolled_on_or_before' },
   { name: 'ListPatients: impossible date', call: list({ enrolledOnOrAfter: date(2023, 2, 29) }), status: Status.INVALID_ARGUMENT, field: 'enrolled_on_or_after' },

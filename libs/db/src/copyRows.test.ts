@@ -96,7 +96,7 @@ describe('withAuditedClient', () => {
 });
 
 describe('claimRequestId', () => {
-  const identity = { scope: 'Test/Copy:alice', requestId: '4b0b3f6e-7a0e-4b8f-9f0e-1c2d3e4f5a6b' };
+  const identity = { scope: 'VitalsService/Copy:alice', requestId: '4b0b3f6e-7a0e-4b8f-9f0e-1c2d3e4f5a6b' };
   const hash = createHash('sha256').update('request').digest();
 
   it('returns nothing for a new id, the stored response once committed, and refuses a concurrent holder', async () => {

@@ -14,3 +14,4 @@ export { runIdempotent, type IdempotencyKey, type ResponseCodec } from './idempo
 export { copyRows, copyText, COPY_NULL } from './copyRows.js';
 export { withAuditedClient } from './withAuditedClient.js';
 export { claimRequestId, saveIdempotentResponse, type RequestIdentity, type StoredResponse } from './idempotentClientRequests.js';
+export { purgeExpiredIdempotentRequests } from './purgeExpiredIdempotentRequests.js';

@@ -304,3 +304,57 @@ describe('least privilege', () => {
     }
   });
 });
+
+describe('idempotent requests', () => {
+  it('let each service read and write only its own stored responses', async () => {
+    const patients = await connectAs('clinical_patient_svc');
+    const vitals = await connectAs('clinical_vitals_svc');
+    try {
+      await patients.query(
+        `INSERT INTO idempotent_requests (scope, request_id, request_hash, response)
+         VALUES ('/clinical.patient.v1.PatientService/CreatePatient:' || repeat('s', 300), gen_random_uuid(), '\\x00', '\\x01')`,
+      );
+      await expect(
+        patients.query(
+          `INSERT INTO idempotent_requests (scope, request_id, request_hash, response)
+           VALUES ('VitalsService/RecordVitals:x', gen_random_uuid(), '\\x00', '\\x01')`,
+        ),
+      ).rejects.toThrow(/row-level security/);
+      expect((await vitals.query("SELECT count(*)::int AS n FROM idempotent_requests WHERE scope LIKE '/clinical.patient.v1.%'")).rows[0].n).toBe(0);
+      expect((await vitals.query('UPDATE idempotent_requests SET response = NULL')).rowCount).toBe(0);
+    } finally {
+      await patients.end();
+      await vitals.end();
+    }
+  });
+
+  it('expire: the purge removes stored responses past their retention', async () => {
+    await admin.query(
+      `INSERT INTO idempotent_requests (scope, request_id, request_hash, response, created_at)
+       VALUES ('/clinical.patient.v1.PatientService/UpdatePatient:old', gen_random_uuid(), '\\x00', '\\x01', now() - interval '3 days')`,
+    );
+    const patients = await connectAs('clinical_patient_svc');
+    try {
+      const { rows } = await patients.query("SELECT purge_expired_idempotent_requests(interval '24 hours')::int AS removed");
+      expect(rows[0].removed).toBeGreaterThanOrEqual(1);
+      expect((await admin.query("SELECT count(*)::int AS n FROM idempotent_requests WHERE scope LIKE '%:old'")).rows[0].n).toBe(0);
+    } finally {
+      await patients.end();
+    }
+  });
+});
+
+describe('analytics-svc grants', () => {
+  it('reads what its view aggregates and nothing more of a patient or a reading', async () => {
+    const analytics = await connectAs('clinical_analytics_svc');
+    try {
+      await expect(analytics.query('SELECT site_id, protocol_id, enrollment_date, status FROM patients')).resolves.toBeDefined();
+      await expect(analytics.query('SELECT demographics FROM patients')).rejects.toThrow(/permission denied/);
+      await expect(analytics.query('SELECT medical_history FROM patients')).rejects.toThrow(/permission denied/);
+      await expect(analytics.query('SELECT data_batch FROM vital_signs')).rejects.toThrow(/permission denied/);
+      await analytics.query('REFRESH MATERIALIZED VIEW CONCURRENTLY patient_analytics');
+    } finally {
+      await analytics.end();
+    }
+  });
+});

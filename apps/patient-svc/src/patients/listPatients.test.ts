@@ -118,14 +118,13 @@ describe('ListPatients', () => {
       Status.INVALID_ARGUMENT,
     );
     expect(reused.details).toContain('page_token');
-    const [payload, mac] = first.nextPageToken.split('.');
     const forged = Buffer.from(JSON.stringify({ c: ['2099-01-01', '00000000-0000-0000-0000-000000000000'], f: 'x' })).toString('base64url');
     await expectStatus(
-      coordinator.listPatients(patientV1.ListPatientsRequest.fromPartial({ siteId: 'SITE-A', pageToken: `${forged}.${mac}` })),
+      coordinator.listPatients(patientV1.ListPatientsRequest.fromPartial({ siteId: 'SITE-A', pageToken: forged })),
       Status.INVALID_ARGUMENT,
     );
     await expectStatus(
-      coordinator.listPatients(patientV1.ListPatientsRequest.fromPartial({ siteId: 'SITE-A', pageToken: `${payload}` })),
+      coordinator.listPatients(patientV1.ListPatientsRequest.fromPartial({ siteId: 'SITE-A', pageToken: first.nextPageToken.slice(0, -3) })),
       Status.INVALID_ARGUMENT,
     );
     await expectStatus(coordinator.listPatients(patientV1.ListPatientsRequest.fromPartial({ pageSize: -1 })), Status.INVALID_ARGUMENT);

@@ -62,6 +62,8 @@ export async function createTokenVerifier(options: TokenKeyOptions): Promise<Tok
         issuer: options.issuer,
         audience: options.audience,
         algorithms,
+        // A token must expire: a session alone would keep a leaked token alive.
+        requiredClaims: ['exp', 'sub'],
       }));
     } catch (error) {
       const reason = error instanceof joseErrors.JWTExpired ? 'token expired' : 'invalid token';
@@ -71,12 +73,10 @@ export async function createTokenVerifier(options: TokenKeyOptions): Promise<Tok
     if (!claims.success) {
       throw new UnauthenticatedError('token claims are malformed');
     }
-    if (payload.exp !== undefined) {
-      if (verified.size >= rememberedTokens) {
-        verified.delete(verified.keys().next().value as string);
-      }
-      verified.set(token, { principal: claims.data, expiresAtMs: payload.exp * 1_000 });
+    if (verified.size >= rememberedTokens) {
+      verified.delete(verified.keys().next().value as string);
     }
+    verified.set(token, { principal: claims.data, expiresAtMs: (payload.exp as number) * 1_000 });
     return claims.data;
   };
 }

@@ -46,4 +46,14 @@ describe('loadServiceConfig', () => {
       expect(message).toContain(variable);
     }
   });
+
+  it('requires a page-token secret when tokens are checked with a public key', () => {
+    const publicKeyOnly = {
+      DATABASE_URL: valid.DATABASE_URL,
+      REDIS_URL: valid.REDIS_URL,
+      JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----',
+    };
+    expect(() => loadServiceConfig('patient-svc', publicKeyOnly)).toThrow(/PAGE_TOKEN_SECRET/);
+    expect(loadServiceConfig('patient-svc', { ...publicKeyOnly, PAGE_TOKEN_SECRET: 'p'.repeat(32) }).pageTokenSecret).toBe('p'.repeat(32));
+  });
 });

@@ -51,6 +51,8 @@ export interface ServiceConfig {
   readonly pageTokenSecret: string;
   readonly rateLimit: { readonly points: number; readonly windowSeconds: number };
   readonly cacheTtlSeconds: { readonly patient: number; readonly query: number; readonly session: number };
+  /** How long a request_id's first response is kept for retries. */
+  readonly idempotencyRetentionHours: number;
   readonly accessAudit: {
     /** Off only to measure what auditing costs (benchmarks); the service then says so at every start. */
     readonly enabled: boolean;
@@ -87,6 +89,7 @@ const commonVariables = z.object({
     PATIENT_CACHE_TTL_SECONDS: integer(300, 1),
     QUERY_CACHE_TTL_SECONDS: integer(300, 1),
     SESSION_TTL_SECONDS: integer(3_600, 1),
+    IDEMPOTENCY_RETENTION_HOURS: integer(24, 1),
     ACCESS_AUDIT: z.enum(['on', 'off']).default('on'),
     ACCESS_AUDIT_FLUSH_MS: integer(100, 1),
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
@@ -118,6 +121,10 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
   });
   const parsed = loadConfig(schema, env, (variables) => [
     ...(variables.JWT_SECRET || variables.JWT_PUBLIC_KEY ? [] : ['JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY']),
+    // A public key is public: page tokens need a secret of their own then.
+    ...(variables.JWT_PUBLIC_KEY && !variables.JWT_SECRET && !variables.PAGE_TOKEN_SECRET
+      ? ['PAGE_TOKEN_SECRET: required when tokens are verified with JWT_PUBLIC_KEY']
+      : []),
     ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
   ]) as z.infer<typeof commonVariables> & Record<string, unknown>;
   const ownUrl = parsed[ownUrlVariable] as string | undefined;
@@ -140,13 +147,14 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       issuer: parsed.JWT_ISSUER,
       audience: parsed.JWT_AUDIENCE,
     },
-    pageTokenSecret: parsed.PAGE_TOKEN_SECRET ?? `derived:${parsed.JWT_SECRET ?? parsed.JWT_PUBLIC_KEY}`,
+    pageTokenSecret: parsed.PAGE_TOKEN_SECRET ?? `derived:${parsed.JWT_SECRET}`,
     rateLimit: { points: parsed.RATE_LIMIT_POINTS, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
     cacheTtlSeconds: {
       patient: parsed.PATIENT_CACHE_TTL_SECONDS,
       query: parsed.QUERY_CACHE_TTL_SECONDS,
       session: parsed.SESSION_TTL_SECONDS,
     },
+    idempotencyRetentionHours: parsed.IDEMPOTENCY_RETENTION_HOURS,
     accessAudit: {
       enabled: parsed.ACCESS_AUDIT === 'on',
       flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS,

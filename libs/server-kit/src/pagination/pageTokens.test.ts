@@ -20,7 +20,9 @@ describe('page tokens', () => {
   it('round-trip a cursor for the same filters', () => {
     const cursor = ['2024-05-01 10:00:00.123456', 'Site ü/"1".x', 42, true, null];
     const token = codec.encode(cursor, filters);
-    expect(token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+    // Encrypted: nothing of the cursor is readable in the token.
+    expect(Buffer.from(token, 'base64url').toString('latin1')).not.toContain('Site');
     expect(codec.decode(token, { ...filters })).toEqual(cursor);
     // Every replica sealing with the same secret accepts the others' tokens.
     expect(createPageTokenCodec('a-page-token-secret-of-at-least-32-chars').decode(token, filters)).toEqual(cursor);
@@ -32,18 +34,24 @@ describe('page tokens', () => {
 
   it('refuses a tampered or forged token, naming page_token', () => {
     const token = codec.encode(['S1', 'P1'], filters);
-    const [payload, mac] = token.split('.') as [string, string];
-    const edited = Buffer.from(Buffer.from(payload, 'base64url').toString().replace('S1', 'S9')).toString('base64url');
+    const bytes = Buffer.from(token, 'base64url');
+    const flipped = (index: number) => {
+      const copy = Buffer.from(bytes);
+      copy[index] = (copy[index] ?? 0) ^ 0x01;
+      return copy.toString('base64url');
+    };
     const otherSecret = createPageTokenCodec('another-secret-of-another-deployment!!').encode(['S1', 'P1'], filters);
     for (const bad of [
-      `${edited}.${mac}`,
-      `${payload}.${mac.slice(0, -2)}${mac.endsWith('AA') ? 'BB' : 'AA'}`,
-      `${payload}.`,
-      payload,
+      flipped(0),
+      flipped(20),
+      flipped(bytes.length - 1),
+      token.slice(0, -4),
       `${token}.x`,
+      `${token}==`,
       '.',
       'garbage',
       '\u0000',
+      Buffer.from(JSON.stringify({ c: ['S1', 'P1'], f: 'x' })).toString('base64url'),
       otherSecret,
     ]) {
       const error = refusal(() => codec.decode(bad, filters));

@@ -11,7 +11,13 @@ import {
   type SessionStore,
   waitForRedis,
 } from '@clinical/cache';
-import { createAccessRecorder, createDatabasePool, type AccessRecorder, type DatabasePool } from '@clinical/db';
+import {
+  createAccessRecorder,
+  createDatabasePool,
+  purgeExpiredIdempotentRequests,
+  type AccessRecorder,
+  type DatabasePool,
+} from '@clinical/db';
 import { createLogger, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
@@ -136,6 +142,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     pageTokens: createPageTokenCodec(config.pageTokenSecret),
   };
 
+  // Stored first responses of idempotent requests expire; every replica may purge (it is idempotent).
+  const idempotencyPurge = setInterval(() => {
+    purgeExpiredIdempotentRequests(pool, config.idempotencyRetentionHours).catch(
+      throttledWarning(logger, 'purging expired idempotent requests failed; retrying later'),
+    );
+  }, 15 * 60_000);
+  idempotencyPurge.unref();
+
   const bindings = await module.createServices(runtime);
   const policies = new Map<string, MethodPolicy>(bindings.flatMap((binding) => [...binding.policies]));
   const verifyToken = await createTokenVerifier(config.jwt);
@@ -185,11 +199,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
           }),
         ]);
         clearTimeout(graceTimer);
+        clearInterval(idempotencyPurge);
         await module.stop?.(runtime);
         await runtime.accessRecorder.close().catch((error: unknown) => {
           logger.error({ pending: runtime.accessRecorder.stats().pending, error: (error as Error).name }, 'access events lost at shutdown');
         });
         await pool.end();
+        // Last try at deleting cache entries a failed post-commit write left stale.
+        await runtime.cache.close();
         redis.disconnect();
       })();
       return stopping;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCircuitBreaker } from './circuitBreaker.js';
-import { createCache, type CacheCodec } from './createCache.js';
+import { createCache, StaleKeysOverflowError, type CacheCodec } from './createCache.js';
 import { Redis } from 'ioredis';
 import { createRedisClient, waitForRedis, type RedisClient } from './createRedisClient.js';
 import { startBlackholeServer, testRedisClient } from './testRedis.js';
@@ -11,6 +11,41 @@ const textCodec: CacheCodec<string> = {
 };
 
 let redis: RedisClient;
+
+/** A codec that cannot encode some values (as ts-proto throws on an invalid int32). */
+const pickyCodec: CacheCodec<string> = {
+  encode: (value) => {
+    if (value.startsWith('bad')) {
+      throw new Error(`invalid int32: ${value}`);
+    }
+    return textCodec.encode(value);
+  },
+  decode: textCodec.decode,
+};
+
+/** A breaker on a clock the test moves: opened by hand, closed again by moving time. */
+function manualBreaker() {
+  let now = 0;
+  const breaker = createCircuitBreaker({ failureThreshold: 1, resetAfterMs: 1_000, now: () => now });
+  return {
+    breaker,
+    open: () => breaker.recordFailure(),
+    /** Lets the next call through as the trial that closes the breaker again. */
+    elapse: () => {
+      now += 1_000;
+    },
+  };
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 beforeAll(async () => {
   redis = await testRedisClient();
@@ -92,5 +127,148 @@ describe('createCache', () => {
     } finally {
       down.disconnect();
     }
+  });
+
+  it('survives a codec that cannot encode: the read falls through, nothing is left unhandled', async () => {
+    const errors: unknown[] = [];
+    const cache = createCache({ redis, breaker: createCircuitBreaker(), onError: (error) => errors.push(error) });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let loads = 0;
+      const load = async () => ({ value: `bad-${(loads += 1)}`, version: 1 });
+      expect(await cache.getOrLoad('k:unencodable', pickyCodec, 60, load)).toBe('bad-1');
+      expect(await cache.getOrLoad('k:unencodable', pickyCodec, 60, load)).toBe('bad-2');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+      expect(errors.length).toBeGreaterThanOrEqual(2);
+      expect(String(errors[0])).toContain('invalid int32');
+      expect(await redis.exists('k:unencodable')).toBe(0);
+      await expect(cache.store('k:unencodable', pickyCodec, 60, { value: 'bad', version: 2 })).resolves.toBeUndefined();
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await cache.close();
+    }
+  });
+
+  it('does not serve the old entry after a write whose store failed (breaker open), and deletes it once Redis answers', async () => {
+    const { breaker, open, elapse } = manualBreaker();
+    const errors: unknown[] = [];
+    const cache = createCache({ redis, breaker, repairIntervalMs: 20, onError: (error) => errors.push(error) });
+    try {
+      await cache.store('k:stale', textCodec, 60, { value: 'v1', version: 1 });
+      expect(await cache.getOrLoad('k:stale', textCodec, 60, async () => undefined)).toBe('v1');
+
+      // The write committed v2, but Redis is refused at the moment it stores it.
+      open();
+      await cache.store('k:stale', textCodec, 60, { value: 'v2', version: 2 });
+      expect(errors.length).toBeGreaterThan(0);
+
+      // Redis answers again: it still holds v1, but reads of the key go to the database and do not fill.
+      elapse();
+      let loads = 0;
+      const load = async () => {
+        loads += 1;
+        return { value: 'v2', version: 2 };
+      };
+      expect(await cache.getOrLoad('k:stale', textCodec, 60, load)).toBe('v2');
+      expect(loads).toBe(1);
+
+      // The background repair deletes the old entry, then the key is cached again as usual.
+      await eventually(async () => (await redis.exists('k:stale')) === 0);
+      expect(await cache.getOrLoad('k:stale', textCodec, 60, load)).toBe('v2');
+      await eventually(async () => (await redis.exists('k:stale')) === 1);
+      expect(await cache.getOrLoad('k:stale', textCodec, 60, load)).toBe('v2');
+      expect(loads).toBe(2);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('keeps retrying while Redis is unreachable, and repairs a failed invalidate once it is back', async () => {
+    const client = await testRedisClient();
+    client.on('error', () => {});
+    const cache = createCache({ redis: client, breaker: createCircuitBreaker({ resetAfterMs: 50 }), repairIntervalMs: 20 });
+    try {
+      await cache.store('k:gone-later', textCodec, 60, { value: 'old', version: 1 });
+      // Redis unreachable: commands fail at once (no offline queue).
+      client.disconnect();
+      await cache.invalidate('k:gone-later');
+      await cache.store('k:stored-later', textCodec, 60, { value: 'new', version: 5 });
+      expect(await cache.getOrLoad('k:gone-later', textCodec, 60, async () => ({ value: 'db', version: 2 }))).toBe('db');
+      // Retries fail for a while without losing the keys.
+      await new Promise((resolve) => setTimeout(resolve, 150));
+
+      await client.connect();
+      expect(await client.exists('k:gone-later')).toBe(1);
+      expect(await cache.getOrLoad('k:gone-later', textCodec, 60, async () => ({ value: 'db', version: 2 }))).toBe('db');
+      await eventually(async () => (await client.exists('k:gone-later')) === 0);
+    } finally {
+      await cache.close();
+      client.disconnect();
+    }
+  });
+
+  it('does not let a load that began before a failed store fill the cache afterwards', async () => {
+    const { breaker, open, elapse } = manualBreaker();
+    const cache = createCache({ redis, breaker, repairIntervalMs: 10 });
+    try {
+      let release!: () => void;
+      const slowLoad = cache.getOrLoad('k:race', textCodec, 60, async () => {
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        return { value: 'v1 (read before the write)', version: 1 };
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      open();
+      await cache.store('k:race', textCodec, 60, { value: 'v2', version: 2 });
+      elapse();
+      // The repair runs (and forgets the key) while the old load is still going.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release();
+      expect(await slowLoad).toBe('v1 (read before the write)');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await redis.exists('k:race')).toBe(0);
+      expect(await cache.getOrLoad('k:race', textCodec, 60, async () => ({ value: 'v2', version: 2 }))).toBe('v2');
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('remembers a bounded number of stale keys, dropping the oldest with a report', async () => {
+    const { breaker, open, elapse } = manualBreaker();
+    const errors: unknown[] = [];
+    const cache = createCache({ redis, breaker, maxStaleKeys: 3, repairIntervalMs: 60_000, onError: (error) => errors.push(error) });
+    try {
+      for (const n of [1, 2]) {
+        await cache.store(`k:bound-${n}`, textCodec, 60, { value: `cached-${n}`, version: 1 });
+      }
+      open();
+      for (const n of [1, 2, 3, 4]) {
+        await cache.store(`k:bound-${n}`, textCodec, 60, { value: `new-${n}`, version: 2 });
+      }
+      expect(errors.filter((error) => error instanceof StaleKeysOverflowError)).toHaveLength(1);
+      elapse();
+      const load = (n: number) => async () => ({ value: `db-${n}`, version: 2 });
+      // The oldest was forgotten: it is read from Redis again. The others still bypass it.
+      expect(await cache.getOrLoad('k:bound-1', textCodec, 60, load(1))).toBe('cached-1');
+      expect(await cache.getOrLoad('k:bound-2', textCodec, 60, load(2))).toBe('db-2');
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('makes a last repair attempt on close', async () => {
+    const { breaker, open, elapse } = manualBreaker();
+    const cache = createCache({ redis, breaker, repairIntervalMs: 60_000 });
+    await cache.store('k:closing', textCodec, 60, { value: 'v1', version: 1 });
+    open();
+    await cache.store('k:closing', textCodec, 60, { value: 'v2', version: 2 });
+    elapse();
+    expect(await redis.exists('k:closing')).toBe(1);
+    await cache.close();
+    expect(await redis.exists('k:closing')).toBe(0);
   });
 });

@@ -19,6 +19,22 @@ export interface CacheOptions {
   readonly breaker: CircuitBreaker;
   /** Told when Redis misbehaves; the request itself goes on without the cache. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Most keys remembered as possibly stale (a store or invalidate after a
+   * write failed); past it the oldest is forgotten, and that is reported.
+   * Default 10,000.
+   */
+  readonly maxStaleKeys?: number;
+  /** How often stale keys are retried (deleted from Redis). Default 1,000 ms. */
+  readonly repairIntervalMs?: number;
+}
+
+/** Reported when more keys failed to store than the cache remembers: the oldest may stay stale in Redis until its TTL. */
+export class StaleKeysOverflowError extends Error {
+  constructor(readonly limit: number) {
+    super(`more than ${limit} cache keys failed to store or invalidate; the oldest may stay stale until its TTL`);
+    this.name = 'StaleKeysOverflowError';
+  }
 }
 
 export interface Cache {
@@ -41,6 +57,11 @@ export interface Cache {
   store<T>(key: string, codec: CacheCodec<T>, ttlSeconds: number, entry: Versioned<T>): Promise<void>;
   /** Removes a key (after commit). */
   invalidate(key: string): Promise<void>;
+  /**
+   * Stops the background repair of stale keys, after one last attempt at it
+   * (while Redis is still connected): call it on shutdown.
+   */
+  close(): Promise<void>;
 }
 
 /** Entries are a fixed-width decimal version, then the encoded value. */
@@ -60,41 +81,138 @@ function frame(version: number, bytes: Uint8Array): Buffer {
   return Buffer.concat([header, bytes]);
 }
 
-/** Cache-aside over Redis, with single-flight loads and version-guarded writes. */
+/** Keys deleted at once (in parallel, so auto-pipelined) by a repair pass, and the most per pass. */
+const REPAIR_BATCH = 100;
+const REPAIR_PASS_MOST = 2_000;
+
+/**
+ * Cache-aside over Redis, with single-flight loads and version-guarded writes.
+ *
+ * Writers store (or invalidate) after commit; that is what keeps the cache
+ * consistent, the TTL is only a backstop. When such a store or invalidate
+ * fails (Redis down, breaker open, a value the codec cannot encode), the entry
+ * in Redis may be the old record. The key is then remembered as stale: reads
+ * of it in this process go straight to the loader and do not fill, and a
+ * background timer keeps deleting it from Redis (through the breaker) until
+ * that succeeds, then forgets it. Other processes see the old entry until
+ * then, which is as soon as Redis answers again.
+ */
 export function createCache(options: CacheOptions): Cache {
   const { redis, breaker } = options;
+  const maxStaleKeys = options.maxStaleKeys ?? 10_000;
+  const repairIntervalMs = options.repairIntervalMs ?? 1_000;
   const inflight = new Map<string, Promise<Versioned<unknown> | undefined>>();
-  const reportError = (error: unknown) => options.onError?.(error);
-
-  async function store<T>(key: string, codec: CacheCodec<T>, ttlSeconds: number, entry: Versioned<T>): Promise<void> {
-    const framed = frame(entry.version, codec.encode(entry.value));
+  const reportError = (error: unknown) => {
     try {
-      await breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds));
-    } catch (error) {
-      reportError(error);
+      options.onError?.(error);
+    } catch {
+      // A failing reporter must not fail the request (or escape a detached promise).
     }
+  };
+
+  /** Stale keys, oldest first, each with the mark it was last given. */
+  const stale = new Map<string, number>();
+  /**
+   * Moves whenever a key is marked stale or forgotten. A load that began
+   * before it moved does not fill the cache: it may have read the record from
+   * before a write whose store failed, and the key may already be repaired.
+   */
+  let staleEpoch = 0;
+  let repairTimer: NodeJS.Timeout | undefined;
+  let repairing: Promise<void> | undefined;
+  let closed = false;
+
+  function markStale(key: string): void {
+    staleEpoch += 1;
+    stale.delete(key);
+    stale.set(key, staleEpoch);
+    if (stale.size > maxStaleKeys) {
+      const oldest = stale.keys().next().value as string;
+      stale.delete(oldest);
+      reportError(new StaleKeysOverflowError(maxStaleKeys));
+    }
+    scheduleRepair();
+  }
+
+  function scheduleRepair(): void {
+    if (closed || repairTimer || stale.size === 0) {
+      return;
+    }
+    repairTimer = setTimeout(() => {
+      repairTimer = undefined;
+      void repairOnce().finally(scheduleRepair);
+    }, repairIntervalMs);
+    repairTimer.unref();
+  }
+
+  /** One pass at a time: deletes stale keys in Redis, oldest first, until a delete fails. */
+  function repairOnce(): Promise<void> {
+    repairing ??= repairPass().finally(() => {
+      repairing = undefined;
+    });
+    return repairing;
+  }
+
+  async function repairPass(): Promise<void> {
+    const pass: [string, number][] = [];
+    for (const entry of stale) {
+      if (pass.length === REPAIR_PASS_MOST) {
+        break;
+      }
+      pass.push(entry);
+    }
+    for (let start = 0; start < pass.length; start += REPAIR_BATCH) {
+      const batch = pass.slice(start, start + REPAIR_BATCH);
+      const results = await Promise.allSettled(batch.map(([key]) => breaker.run(() => redis.del(key))));
+      let firstFailure: PromiseRejectedResult | undefined;
+      batch.forEach(([key, mark], index) => {
+        const result = results[index];
+        if (result?.status === 'rejected') {
+          firstFailure ??= result;
+        } else if (stale.get(key) === mark) {
+          // A key marked again meanwhile (another failed write) stays for the next pass.
+          stale.delete(key);
+          staleEpoch += 1;
+        }
+      });
+      if (firstFailure) {
+        reportError(firstFailure.reason);
+        return;
+      }
+    }
+  }
+
+  /** Writes a value; throws on any failure (encoding included). */
+  async function put<T>(key: string, codec: CacheCodec<T>, ttlSeconds: number, entry: Versioned<T>): Promise<void> {
+    const framed = frame(entry.version, codec.encode(entry.value));
+    await breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds));
   }
 
   return {
     async getOrLoad(key, codec, ttlSeconds, load) {
-      try {
-        const cached = await breaker.run(() => redis.getBuffer(key));
-        if (cached && cached.length >= VERSION_WIDTH) {
-          return codec.decode(cached.subarray(VERSION_WIDTH));
+      const bypass = stale.has(key);
+      if (!bypass) {
+        try {
+          const cached = await breaker.run(() => redis.getBuffer(key));
+          if (cached && cached.length >= VERSION_WIDTH) {
+            return codec.decode(cached.subarray(VERSION_WIDTH));
+          }
+        } catch (error) {
+          reportError(error);
         }
-      } catch (error) {
-        reportError(error);
       }
       const joined = inflight.get(key) as Promise<Versioned<Awaited<ReturnType<typeof codec.decode>>> | undefined> | undefined;
       if (joined) {
         return (await joined)?.value;
       }
+      const epochAtLoad = staleEpoch;
       const pending = load();
       inflight.set(key, pending);
       try {
         const loaded = await pending;
-        if (loaded) {
-          void store(key, codec, ttlSeconds, loaded);
+        // A reader's fill after a miss: failing it leaves nothing wrong behind, so it is only reported.
+        if (loaded && !bypass && staleEpoch === epochAtLoad && !stale.has(key)) {
+          put(key, codec, ttlSeconds, loaded).catch(reportError);
         }
         return loaded?.value;
       } finally {
@@ -104,10 +222,15 @@ export function createCache(options: CacheOptions): Cache {
         }
       }
     },
-    store(key, codec, ttlSeconds, entry) {
+    async store(key, codec, ttlSeconds, entry) {
       // A load that began before this write must not serve readers arriving after it.
       inflight.delete(key);
-      return store(key, codec, ttlSeconds, entry);
+      try {
+        await put(key, codec, ttlSeconds, entry);
+      } catch (error) {
+        reportError(error);
+        markStale(key);
+      }
     },
     async invalidate(key) {
       inflight.delete(key);
@@ -115,7 +238,14 @@ export function createCache(options: CacheOptions): Cache {
         await breaker.run(() => redis.del(key));
       } catch (error) {
         reportError(error);
+        markStale(key);
       }
+    },
+    async close() {
+      closed = true;
+      clearTimeout(repairTimer);
+      repairTimer = undefined;
+      await repairOnce();
     },
   };
 }

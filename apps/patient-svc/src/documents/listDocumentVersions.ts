@@ -9,10 +9,12 @@ import {
 import { documentAccesses, visibleDocument } from './documentAccess.js';
 import { listDocumentVersions, selectCurrentDocument } from './documentQueries.js';
 import { toDocumentMessage } from './documentRecord.js';
+import { DOCUMENT_PAGE, PAGE_BYTE_BUDGET } from './validateDocument.js';
 
-const PAGE = { defaultSize: 50, maxSize: 200 };
-
-/** ListDocumentVersions: every version of a document, newest first, in keyset pages. */
+/**
+ * ListDocumentVersions: every version of a document, newest first, in keyset
+ * pages that stop at PAGE_BYTE_BUDGET bytes of JSON (chosen in SQL).
+ */
 export function listDocumentVersionsHandler(runtime: ServiceRuntime) {
   return async function listDocumentVersionsCall(
     request: documentV1.ListDocumentVersionsRequest,
@@ -21,22 +23,22 @@ export function listDocumentVersionsHandler(runtime: ServiceRuntime) {
     const v = new FieldValidator();
     v.uuid('document_id', request.documentId);
     v.throwIfInvalid();
-    const pageSize = pageSizeOf(request.pageSize, PAGE);
+    const pageSize = pageSizeOf(request.pageSize, DOCUMENT_PAGE);
     const documentId = request.documentId.toLowerCase();
     const cursor = runtime.pageTokens.decode(request.pageToken, { documentId });
 
     visibleDocument(context, await selectCurrentDocument(runtime.pool, documentId), documentId);
-    const rows = await listDocumentVersions(runtime.pool, {
+    const { rows: page, more } = await listDocumentVersions(runtime.pool, {
       documentId,
       beforeVersion: cursor ? Number(cursor[0]) : undefined,
-      limit: pageSize + 1,
+      pageSize,
+      byteBudget: PAGE_BYTE_BUDGET,
     });
-    const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
     runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(page)));
     return {
       documents: page.map(toDocumentMessage),
-      nextPageToken: rows.length > pageSize && last ? runtime.pageTokens.encode([last.version], { documentId }) : '',
+      nextPageToken: more && last ? runtime.pageTokens.encode([last.version], { documentId }) : '',
     };
   };
 }

@@ -10,31 +10,14 @@ import {
 } from '@clinical/server-kit';
 import { documentAccesses } from './documentAccess.js';
 import { listDocuments, selectPatientSite } from './documentQueries.js';
-import { documentTypeToName, toDocumentMessage, type DocumentRow } from './documentRecord.js';
-import { MAX_METADATA_BYTES } from './validateDocument.js';
-
-const PAGE = { defaultSize: 50, maxSize: 200 };
-/** A page stops growing past this many bytes of JSON, so that it fits a gRPC message. */
-const PAGE_BYTE_BUDGET = 3 * 1_048_576;
-
-/** Keeps rows while the page stays within the byte budget (always at least one). */
-function withinBudget(rows: readonly DocumentRow[]): DocumentRow[] {
-  const kept: DocumentRow[] = [];
-  let bytes = 0;
-  for (const row of rows) {
-    bytes += Buffer.byteLength(JSON.stringify(row.content)) + Buffer.byteLength(JSON.stringify(row.metadata));
-    if (kept.length > 0 && bytes > PAGE_BYTE_BUDGET) {
-      break;
-    }
-    kept.push(row);
-  }
-  return kept;
-}
+import { documentTypeToName, toDocumentMessage } from './documentRecord.js';
+import { DOCUMENT_PAGE, MAX_METADATA_BYTES, PAGE_BYTE_BUDGET } from './validateDocument.js';
 
 /**
  * ListDocuments: current versions of one patient's documents, filtered by type
  * and by JSON containment of content and metadata, in keyset pages. A patient
- * at another site is NOT_FOUND, like a missing one.
+ * at another site is NOT_FOUND, like a missing one. Pages stop at
+ * PAGE_BYTE_BUDGET bytes of JSON, chosen in SQL (see listDocuments).
  */
 export function listDocumentsHandler(runtime: ServiceRuntime) {
   return async function listDocumentsCall(
@@ -56,7 +39,7 @@ export function listDocumentsHandler(runtime: ServiceRuntime) {
       }
     }
     v.throwIfInvalid();
-    const pageSize = pageSizeOf(request.pageSize, PAGE);
+    const pageSize = pageSizeOf(request.pageSize, DOCUMENT_PAGE);
     const patientId = request.patientId.toLowerCase();
     const filters = { patientId, documentType, content: request.contentFilter ?? null, metadata: request.metadataFilter ?? null };
     const cursor = runtime.pageTokens.decode(request.pageToken, filters);
@@ -65,20 +48,20 @@ export function listDocumentsHandler(runtime: ServiceRuntime) {
     if (site === null || !canAccessSite(context.principal, site)) {
       throw new NotFoundError('patient', patientId);
     }
-    const rows = await listDocuments(runtime.pool, {
+    const { rows: page, more } = await listDocuments(runtime.pool, {
       patientId,
       documentType,
       contentContains: request.contentFilter,
       metadataContains: request.metadataFilter,
       after: cursor ? { createdAtKey: String(cursor[0]), documentId: String(cursor[1]) } : undefined,
-      limit: pageSize + 1,
+      pageSize,
+      byteBudget: PAGE_BYTE_BUDGET,
     });
-    const page = withinBudget(rows.slice(0, pageSize));
     const last = page[page.length - 1];
     runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(page)));
     return {
       documents: page.map(toDocumentMessage),
-      nextPageToken: rows.length > page.length && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
+      nextPageToken: more && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
     };
   };
 }

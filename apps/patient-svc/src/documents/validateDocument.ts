@@ -5,6 +5,15 @@ export const MAX_CONTENT_BYTES = 1_048_576;
 /** Largest metadata, serialised as JSON. */
 export const MAX_METADATA_BYTES = 65_536;
 
+/** Page sizes of document listings. */
+export const DOCUMENT_PAGE = { defaultSize: 50, maxSize: 200 };
+/**
+ * A listing page stops before it would pass this many bytes of JSON (content,
+ * metadata and title, as stored), so that it fits a gRPC message (4 MiB by
+ * default) and the service's heap; a page always has at least one document.
+ */
+export const PAGE_BYTE_BUDGET = 3 * 1_048_576;
+
 const jsonBytes = (value: object | undefined) => (value ? Buffer.byteLength(JSON.stringify(value)) : 0);
 
 /** Checks a document version's title, content and metadata. */

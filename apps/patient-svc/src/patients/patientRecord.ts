@@ -1,5 +1,4 @@
 import { patientV1 } from '@clinical/contracts';
-import { parseCivilDate } from '@clinical/server-kit';
 import { z } from 'zod';
 
 const { PatientStatus, Sex } = patientV1;
@@ -113,33 +112,74 @@ export function medicalHistoryToJson(history: patientV1.MedicalHistory | undefin
   });
 }
 
-function demographicsFromJson(stored: StoredDemographics): patientV1.Demographics {
+/*
+ * Reading stored JSON. Rows written by plain SQL (which must keep working) may
+ * hold JSON that is not of the documented shape: a fractional birth year, a
+ * string where a list belongs, a date as "03/15/2020", an unknown sex name.
+ * Such values would make the message unencodable (ts-proto throws on an
+ * invalid int32) or throw outright, failing every read of the patient, so
+ * what does not fit the contract is dropped, field by field, and the rest
+ * is served.
+ */
+
+const INT32_MIN = -2_147_483_648;
+const INT32_MAX = 2_147_483_647;
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const textOr = (value: unknown): string => (typeof value === 'string' ? value : '');
+const int32Or = (value: unknown): number =>
+  typeof value === 'number' && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX ? value : 0;
+const doubleOr = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) ? value : 0);
+const listOf = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+const textsOf = (value: unknown): string[] => listOf(value).filter((item): item is string => typeof item === 'string');
+
+const daysIn = (year: number, month: number): number =>
+  month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+
+/** A stored 'YYYY-MM-DD' that names a real day, or undefined. */
+export function civilDateOf(value: unknown): patientV1.Patient['enrollmentDate'] {
+  const match = typeof value === 'string' ? /^(\d{4,7})-(\d{2})-(\d{2})$/.exec(value) : null;
+  if (!match) {
+    return undefined;
+  }
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) {
+    return undefined;
+  }
+  return { year, month, day };
+}
+
+function demographicsFromJson(stored: Record<string, unknown>): patientV1.Demographics {
   return patientV1.Demographics.fromPartial({
-    sex: (stored.sex && sexByName.get(stored.sex)) || Sex.SEX_UNSPECIFIED,
-    birthYear: stored.birth_year ?? 0,
-    race: stored.race ?? [],
-    ethnicity: stored.ethnicity ?? '',
-    heightCm: stored.height_cm ?? 0,
-    weightKg: stored.weight_kg ?? 0,
+    sex: (typeof stored.sex === 'string' && sexByName.get(stored.sex)) || Sex.SEX_UNSPECIFIED,
+    birthYear: int32Or(stored.birth_year),
+    race: textsOf(stored.race),
+    ethnicity: textOr(stored.ethnicity),
+    heightCm: doubleOr(stored.height_cm),
+    weightKg: doubleOr(stored.weight_kg),
   });
 }
 
-function medicalHistoryFromJson(stored: StoredMedicalHistory): patientV1.MedicalHistory {
-  const optionalDate = (value: string | undefined) => (value ? parseCivilDate(value) : undefined);
+function medicalHistoryFromJson(stored: Record<string, unknown>): patientV1.MedicalHistory {
   return patientV1.MedicalHistory.fromPartial({
-    conditions: (stored.conditions ?? []).map((condition) => ({
-      code: condition.code,
-      description: condition.description ?? '',
-      onsetDate: optionalDate(condition.onset_date),
-      ongoing: condition.ongoing ?? false,
-    })),
-    medications: (stored.medications ?? []).map((medication) => ({
-      name: medication.name,
-      dose: medication.dose ?? '',
-      startDate: optionalDate(medication.start_date),
-      endDate: optionalDate(medication.end_date),
-    })),
-    allergies: stored.allergies ?? [],
+    conditions: listOf(stored.conditions)
+      .filter(isRecord)
+      .map((condition) => ({
+        code: textOr(condition.code),
+        description: textOr(condition.description),
+        onsetDate: civilDateOf(condition.onset_date),
+        ongoing: condition.ongoing === true,
+      })),
+    medications: listOf(stored.medications)
+      .filter(isRecord)
+      .map((medication) => ({
+        name: textOr(medication.name),
+        dose: textOr(medication.dose),
+        startDate: civilDateOf(medication.start_date),
+        endDate: civilDateOf(medication.end_date),
+      })),
+    allergies: textsOf(stored.allergies),
   });
 }
 
@@ -153,10 +193,11 @@ export function toPatientMessage(row: PatientRow): patientV1.Patient {
     subjectNumber: row.subject_number,
     siteId: row.site_id,
     protocolId: row.protocol_id,
-    enrollmentDate: parseCivilDate(row.enrollment_date),
+    // A DATE column, so 'YYYY-MM-DD' unless plain SQL stored 'infinity' or a BC date.
+    enrollmentDate: civilDateOf(row.enrollment_date),
     treatmentArm: row.treatment_arm ?? '',
-    demographics: demographicsFromJson(row.demographics as StoredDemographics),
-    medicalHistory: medicalHistoryFromJson(row.medical_history as StoredMedicalHistory),
+    demographics: demographicsFromJson(row.demographics),
+    medicalHistory: medicalHistoryFromJson(row.medical_history),
     status: nameToStatus.get(row.status) ?? PatientStatus.PATIENT_STATUS_UNSPECIFIED,
     createTime: row.created_at,
     updateTime: row.updated_at,

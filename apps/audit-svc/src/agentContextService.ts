@@ -19,8 +19,10 @@ export function agentContextService(runtime: ServiceRuntime): ServiceBinding {
     },
     {
       upsertAgentContext: { roles: AGENTS, cost: 2 },
-      getAgentContext: { roles: [...AGENTS, 'auditor'], cost: 1 },
-      listAgentContexts: { roles: [...AGENTS, 'auditor'], cost: 5 },
+      // The contract: agent or admin for every method. Auditors read the
+      // trail (AuditService), where every change of a context is recorded.
+      getAgentContext: { roles: AGENTS, cost: 1 },
+      listAgentContexts: { roles: AGENTS, cost: 5 },
       appendAgentDecision: { roles: AGENTS, cost: 2 },
     },
   );

@@ -1,8 +1,9 @@
 import type { agentContextV1 } from '@clinical/contracts';
 import { NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, type AccessedEntity, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { toAgentContextMessage } from './agentContextRecord.js';
 import { selectAgentContext } from './agentContextQueries.js';
+import { recordDecisionReads } from './decisionReads.js';
 import { AGENT_ID } from './validateAgentContext.js';
 
 /**
@@ -21,13 +22,8 @@ export function getAgentContextHandler(runtime: ServiceRuntime) {
     if (!row) {
       throw new NotFoundError('agent context', request.agentId);
     }
-    const byPatient = new Map<string, AccessedEntity>();
-    for (const decision of row.decisions ?? []) {
-      if (decision.patient_id) {
-        byPatient.set(decision.patient_id, { entityType: 'mcp_context', entityId: decision.decision_id, patientId: decision.patient_id });
-      }
-    }
-    runtime.accessRecorder.record(accessEventsOf(context, [...byPatient.values()]));
-    return { agentContext: toAgentContextMessage(row) };
+    const agentContext = toAgentContextMessage(row);
+    recordDecisionReads(runtime, context, agentContext);
+    return { agentContext };
   };
 }

@@ -17,7 +17,10 @@ function agentIdOf(cursor: Cursor): string {
   throw new InvalidArgumentError({ field: 'page_token', description: 'is not a token of this request' });
 }
 
-/** ListAgentContexts: keyset pages by agent_id, without decisions. */
+/**
+ * ListAgentContexts: keyset pages by agent_id, without decisions, ending
+ * early once their context_data would exceed LIST_PAGE_BUDGET_BYTES.
+ */
 export function listAgentContextsHandler(runtime: ServiceRuntime) {
   return async function listAgentContexts(
     request: agentContextV1.ListAgentContextsRequest,
@@ -34,12 +37,11 @@ export function listAgentContextsHandler(runtime: ServiceRuntime) {
     const filters = { method: METHOD, contextType: request.contextType };
     const cursor = runtime.pageTokens.decode(request.pageToken, filters);
     const after = cursor ? agentIdOf(cursor) : undefined;
-    const rows = await selectAgentContexts(runtime.pool, context.principal, request.contextType || undefined, after, pageSize + 1);
-    const page = rows.slice(0, pageSize);
+    const { rows: page, more } = await selectAgentContexts(runtime.pool, context.principal, request.contextType || undefined, after, pageSize);
     const last = page[page.length - 1];
     return {
       agentContexts: page.map(toAgentContextMessage),
-      nextPageToken: rows.length > pageSize && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
+      nextPageToken: more && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
     };
   };
 }

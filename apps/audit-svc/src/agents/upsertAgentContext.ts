@@ -4,6 +4,7 @@ import { AbortedError, NotFoundError } from '@clinical/errors';
 import { auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { parseEtag, toAgentContextMessage } from './agentContextRecord.js';
 import { agentContextExists, insertAgentContext, replaceAgentContext, selectAgentContext } from './agentContextQueries.js';
+import { recordDecisionReads } from './decisionReads.js';
 import { validateAgentContext } from './validateAgentContext.js';
 
 const MASKABLE = ['context_type', 'context_data'];
@@ -16,7 +17,9 @@ const responseCodec = {
 /**
  * UpsertAgentContext: creates a context (empty etag) or replaces its type
  * and data (the current etag), in a transaction whose audit context the
- * mcp_context trigger records.
+ * mcp_context trigger records. The response carries the context's decisions
+ * the caller may see, so it records their reads as GetAgentContext does
+ * (after the commit, also when a retry replays the first response).
  */
 export function upsertAgentContextHandler(runtime: ServiceRuntime) {
   return async function upsertAgentContext(
@@ -47,7 +50,7 @@ export function upsertAgentContextHandler(runtime: ServiceRuntime) {
           requestBytes: agentContextV1.UpsertAgentContextRequest.encode({ ...request, requestId: '' }).finish(),
         }
       : undefined;
-    return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
+    const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         const contextData = input.contextData ?? {};
         let created = false;
@@ -73,5 +76,7 @@ export function upsertAgentContextHandler(runtime: ServiceRuntime) {
         return { agentContext: row ? toAgentContextMessage(row) : undefined, created };
       }),
     );
+    recordDecisionReads(runtime, context, response.agentContext);
+    return response;
   };
 }

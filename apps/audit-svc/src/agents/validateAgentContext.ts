@@ -3,8 +3,20 @@ import type { FieldValidator } from '@clinical/server-kit';
 
 export const AGENT_ID = { required: true, max: 100, pattern: /^[A-Za-z0-9_.:@-]+$/, patternDescription: 'may hold letters, digits, "-", "_", ".", ":" and "@"' };
 export const CONTEXT_TYPE = { required: true, max: 100, pattern: /^[A-Za-z0-9_.-]+$/, patternDescription: 'may hold letters, digits, "-", "_" and "."' };
-const MAX_CONTEXT_DATA_BYTES = 256 * 1024;
-const MAX_DETAILS_BYTES = 16 * 1024;
+
+/*
+ * Limits that keep a whole context within a few MiB, so that GetAgentContext
+ * fits this service's heap (services run with --max-old-space-size=128) and a
+ * default gRPC client's 4 MiB message limit: context_data at most 256 KiB;
+ * at most MAX_DECISIONS (1000, agentContextQueries.ts) decisions, each with
+ * an action of at most 200 characters, a rationale of at most 1000 and
+ * details of at most 2 KiB, so at most about 3.5 KiB of JSON with its
+ * server-set fields (ASCII text). In all: about 3.7 MiB.
+ */
+export const MAX_CONTEXT_DATA_BYTES = 256 * 1024;
+export const MAX_ACTION_CHARACTERS = 200;
+export const MAX_RATIONALE_CHARACTERS = 1_000;
+export const MAX_DETAILS_BYTES = 2 * 1024;
 
 const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value ?? {}), 'utf8');
 
@@ -28,13 +40,13 @@ export function validateDecision(v: FieldValidator, field: string, decision: age
     v.add(field, 'is required');
     return;
   }
-  v.string(`${field}.action`, decision.action, { required: true, max: 200 });
-  v.string(`${field}.rationale`, decision.rationale, { max: 4_000 });
+  v.string(`${field}.action`, decision.action, { required: true, max: MAX_ACTION_CHARACTERS });
+  v.string(`${field}.rationale`, decision.rationale, { max: MAX_RATIONALE_CHARACTERS });
   if (decision.confidence !== undefined) {
     v.number(`${field}.confidence`, decision.confidence, { min: 0, max: 1 });
   }
   v.uuid(`${field}.patient_id`, decision.patientId, false);
   if (jsonBytes(decision.details) > MAX_DETAILS_BYTES) {
-    v.add(`${field}.details`, 'must be at most 16 KiB once serialised');
+    v.add(`${field}.details`, 'must be at most 2 KiB once serialised');
   }
 }

@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from '@clinical/db';
 import type { Principal } from '@clinical/server-kit';
+import { z } from 'zod';
 import { auditEventRow, type AuditEventRow } from './auditEventRecord.js';
 import { visibleEventsCondition } from './trailVisibility.js';
 
@@ -9,6 +10,8 @@ const EVENT_COLUMNS = sql.fragment`
   (extract(epoch FROM e."timestamp") * 1000000)::int8 AS occurred_micros,
   c.sequence_number, encode(c.previous_hash, 'hex') AS previous_hash, encode(c.row_hash, 'hex') AS row_hash
 `;
+
+const auditEventPageRow = auditEventRow.extend({ more: z.boolean() });
 
 /** Filters of ListAuditEvents, normalized (stored names, lowercase UUIDs). */
 export interface AuditEventFilters {
@@ -35,16 +38,39 @@ const microsToTimestamp = (micros: string) =>
   sql.fragment`(timestamptz 'epoch' + ${micros}::int8 * interval '1 microsecond')`;
 
 /**
+ * Most payload bytes (`payload_bytes`, the jsonb text's length) a page
+ * carries: a page ends before the event that would take it beyond this sum,
+ * unless that event is the page's first (a page always holds one event). An
+ * event about a document holds its old and new content (up to 1 MiB each), so
+ * a page of the default 100 events could otherwise reach hundreds of MiB in
+ * this service's heap and exceed gRPC's 4 MiB default message size at the
+ * client; 3 MiB leaves room under it for the events' other fields.
+ */
+export const PAGE_PAYLOAD_BUDGET_BYTES = 3 * 1024 * 1024;
+
+/** One page of ListAuditEvents: its events, and whether any visible event follows them. */
+export interface AuditEventPage {
+  readonly rows: readonly AuditEventRow[];
+  readonly more: boolean;
+}
+
+/**
  * One page of events visible to `principal`, newest first (time, then
- * event_id, descending), after `cursor`; `limit` rows at most.
+ * event_id, descending), after `cursor`: at most `pageSize` events, and only
+ * while the payload bytes up to and including an event stay within
+ * `budgetBytes` (the first event always: a page is never empty while events
+ * follow). The page is chosen in SQL from the events' keys and
+ * stored sizes: payloads are fetched for the page's events only, never for
+ * those it leaves out.
  */
 export async function selectAuditEvents(
   db: CommonQueryMethods,
   principal: Principal,
   filters: AuditEventFilters,
   cursor: AuditEventCursor | undefined,
-  limit: number,
-): Promise<readonly AuditEventRow[]> {
+  pageSize: number,
+  budgetBytes: number = PAGE_PAYLOAD_BUDGET_BYTES,
+): Promise<AuditEventPage> {
   const conditions = [visibleEventsCondition(principal)];
   if (filters.entityTypes) {
     conditions.push(sql.fragment`e.entity_type = ANY(${sql.array([...filters.entityTypes], 'text')})`);
@@ -80,14 +106,36 @@ export async function selectAuditEvents(
     conditions.push(sql.fragment`e."timestamp" <= ${at}`);
     conditions.push(sql.fragment`(e."timestamp", e.event_id) < (${at}, ${cursor.eventId}::uuid)`);
   }
-  return db.any(sql.type(auditEventRow)`
-    SELECT ${EVENT_COLUMNS}
-      FROM audit_events AS e
+  // candidates: the keys and sizes of the next pageSize + 1 events (one more
+  // tells whether another page follows); sized: each with the running sum of
+  // payload bytes through it, in the same order; page: the prefix that fits
+  // (the running sum only grows, so the rows that fit are a prefix).
+  // Payloads are read only for the page's events, in the final join.
+  const rows = await db.any(sql.type(auditEventPageRow)`
+    WITH candidates AS (
+      SELECT e.event_seq, e."timestamp", e.event_id, e.payload_bytes
+        FROM audit_events AS e
+       WHERE ${sql.join(conditions, sql.fragment` AND `)}
+       ORDER BY e."timestamp" DESC, e.event_id DESC
+       LIMIT ${pageSize + 1}
+    ), sized AS (
+      SELECT c.event_seq, c."timestamp", c.event_id,
+             row_number() OVER w AS position,
+             sum(c.payload_bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS bytes_through
+        FROM candidates AS c
+      WINDOW w AS (ORDER BY c."timestamp" DESC, c.event_id DESC)
+    ), page AS (
+      SELECT s.event_seq FROM sized AS s
+       WHERE s.position <= ${pageSize} AND (s.position = 1 OR s.bytes_through <= ${budgetBytes})
+    )
+    SELECT ${EVENT_COLUMNS},
+           (SELECT count(*) FROM sized) > (SELECT count(*) FROM page) AS more
+      FROM page
+      JOIN audit_events AS e ON e.event_seq = page.event_seq
       LEFT JOIN audit_chain AS c ON c.event_seq = e.event_seq
-     WHERE ${sql.join(conditions, sql.fragment` AND `)}
      ORDER BY e."timestamp" DESC, e.event_id DESC
-     LIMIT ${limit}
   `);
+  return { rows, more: rows[0]?.more ?? false };
 }
 
 /** The event with this id if `principal` may see it, else null. */

@@ -65,7 +65,11 @@ function eventCursorOf(parts: Cursor): { occurredMicros: string; eventId: string
 
 /**
  * ListAuditEvents: keyset pages of the events the caller may see, newest
- * first, and an access event for each patient whose events it returns.
+ * first, and an access event for each patient whose events it returns. A
+ * page holds at most page_size events and ends early before the event that
+ * would take its payloads beyond PAGE_PAYLOAD_BUDGET_BYTES (a page always
+ * holds one event at least): next_page_token, not the page's length, tells
+ * whether more follow.
  */
 export function listAuditEventsHandler(runtime: ServiceRuntime) {
   return async function listAuditEvents(
@@ -86,14 +90,13 @@ export function listAuditEventsHandler(runtime: ServiceRuntime) {
     const cursorParts = runtime.pageTokens.decode(request.pageToken, tokenFilters);
     const cursor = cursorParts ? eventCursorOf(cursorParts) : undefined;
 
-    const rows = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize + 1);
-    const page = rows.slice(0, pageSize);
+    // The page ends at pageSize events or at the payload budget, whichever comes first.
+    const { rows: page, more } = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize);
     const last = page[page.length - 1];
     recordTrailRead(runtime, context, page);
     return {
       events: page.map(toAuditEventMessage),
-      nextPageToken:
-        rows.length > pageSize && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
+      nextPageToken: more && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
     };
   };
 }

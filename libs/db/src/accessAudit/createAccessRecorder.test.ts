@@ -89,7 +89,79 @@ describe('createAccessRecorder', () => {
     expect(failures.length).toBeGreaterThan(0);
     expect(recorder.stats().pending).toBe(2);
     expect(() => recorder.record(Array.from({ length: 4 }, () => readEvent(randomUUID())))).toThrow(UnavailableError);
+    // Not a fault of the events' data: none is dropped.
+    expect(recorder.stats().dropped).toBe(0);
     await expect(recorder.close()).rejects.toThrow();
     await unreachable.end();
+  });
+
+  it('writes events whose ids are not UUIDs, keeping the text, and the events around them', async () => {
+    const recorder = createAccessRecorder({ pool, flushIntervalMs: 10 });
+    const [before, after] = [randomUUID(), randomUUID()];
+    const upper = randomUUID().toUpperCase();
+    const agentId = `agent-${randomUUID()}`;
+    recorder.record([
+      readEvent(before),
+      // As GetAgentContext records a decision written by SQL: neither id is a UUID.
+      readEvent('PAT-0007', { entityType: 'mcp_context', entityId: `${agentId}/decision-1`, method: '/clinical.audit.v1.AgentContextService/GetAgentContext' }),
+      readEvent(upper),
+      readEvent(after, { entityId: '', requestId: 'r\0-1', clientIp: 'fe80::1%eth0', actor: 'a'.repeat(300) }),
+    ]);
+    await recorder.close();
+    expect(recorder.stats()).toMatchObject({ recorded: 4, persisted: 4, pending: 0, dropped: 0, failedFlushes: 0 });
+    const { rows } = await admin.query(
+      `SELECT entity_id, entity_key, patient_id, payload FROM audit_events WHERE entity_key = $1`,
+      [`${agentId}/decision-1`],
+    );
+    expect(rows).toEqual([
+      { entity_id: null, entity_key: `${agentId}/decision-1`, patient_id: null, payload: { method: '/clinical.audit.v1.AgentContextService/GetAgentContext', patient_key: 'PAT-0007' } },
+    ]);
+    const { rows: others } = await admin.query(
+      `SELECT entity_id, entity_key, patient_id, user_id, request_id, host(ip_address) AS ip FROM audit_events
+        WHERE event_type = 'DATA_ACCESS' AND patient_id = ANY($1::uuid[]) ORDER BY event_seq`,
+      [[before, upper, after]],
+    );
+    expect(others).toEqual([
+      expect.objectContaining({ entity_id: before, entity_key: before, patient_id: before }),
+      // Any case in, the canonical form stored.
+      expect.objectContaining({ entity_id: upper.toLowerCase(), entity_key: upper.toLowerCase(), patient_id: upper.toLowerCase() }),
+      // No NUL in text, at most what the column holds, no address inet would refuse.
+      { entity_id: null, entity_key: null, patient_id: after, user_id: 'a'.repeat(200), request_id: 'r-1', ip: null },
+    ]);
+  });
+
+  it('drops an event the database refuses for its data, reports it, and keeps writing the others', async () => {
+    // The database refuses one actor's events, as it would any event whose data it cannot take.
+    await admin.query(`ALTER TABLE audit_events ADD CONSTRAINT refuses_poison CHECK (user_id <> 'poison')`);
+    try {
+      const dropped: { code: unknown; event: AccessEvent }[] = [];
+      const flushErrors: unknown[] = [];
+      const recorder = createAccessRecorder({
+        pool,
+        flushIntervalMs: 10,
+        maxBatchSize: 16,
+        onFlushError: (error) => flushErrors.push(error),
+        onEventDropped: (error, event) => dropped.push({ code: (error as { cause?: { code?: unknown } }).cause?.code, event }),
+      });
+      const patients = Array.from({ length: 40 }, () => randomUUID());
+      const poison = randomUUID();
+      recorder.record(patients.slice(0, 5).map((patientId) => readEvent(patientId)));
+      recorder.record([readEvent(poison, { actor: 'poison' })]);
+      recorder.record(patients.slice(5).map((patientId) => readEvent(patientId)));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Every good event written, in a few batches; the bad one out of the queue.
+      expect(await accessEventsOf(patients)).toHaveLength(40);
+      expect(await accessEventsOf([poison])).toHaveLength(0);
+      expect(recorder.stats()).toMatchObject({ recorded: 41, persisted: 40, dropped: 1, pending: 0, failedFlushes: 0 });
+      expect(dropped).toEqual([{ code: expect.anything(), event: expect.objectContaining({ actor: 'poison', patientId: poison }) }]);
+      expect(flushErrors).toEqual([]);
+      // And the recorder goes on.
+      const later = randomUUID();
+      recorder.record([readEvent(later)]);
+      await recorder.close();
+      expect(await accessEventsOf([later])).toHaveLength(1);
+    } finally {
+      await admin.query('ALTER TABLE audit_events DROP CONSTRAINT refuses_poison');
+    }
   });
 });

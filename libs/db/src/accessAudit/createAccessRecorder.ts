@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { UnavailableError } from '@clinical/errors';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
@@ -10,7 +11,16 @@ export interface AccessEvent {
   readonly method: string;
   /** 'patient', 'document', 'vital_signs', ... */
   readonly entityType: string;
+  /**
+   * The entity's key, stored in entity_key, and in entity_id when it is a
+   * UUID. Any text is accepted: ids read from stored data (e.g. a decision in
+   * mcp_context written by SQL) are not always UUIDs.
+   */
   readonly entityId: string;
+  /**
+   * The patient (UUID), stored in patient_id. Text that is not a UUID is kept
+   * in the payload (`patient_key`) and patient_id is left NULL.
+   */
   readonly patientId: string;
   readonly traceId?: string;
   readonly requestId?: string;
@@ -28,8 +38,17 @@ export interface AccessRecorderOptions {
    * refuses (UNAVAILABLE): a read that cannot be audited is not served.
    */
   readonly maxPendingEvents?: number;
-  /** Told about failed flushes (no PHI: counts and error class only). */
+  /**
+   * Told about failed flushes (no PHI: counts and error class only). Also
+   * told about dropped events when `onEventDropped` is not given.
+   */
   readonly onFlushError?: (error: unknown, pendingEvents: number) => void;
+  /**
+   * Told about each event the database refused for its data (SQLSTATE class
+   * 22 or 23) even alone, and that was therefore dropped: it would otherwise
+   * block every event behind it. `event` carries ids and the method, no PHI.
+   */
+  readonly onEventDropped?: (error: unknown, event: AccessEvent) => void;
 }
 
 export interface AccessRecorderStats {
@@ -37,6 +56,13 @@ export interface AccessRecorderStats {
   readonly persisted: number;
   readonly pending: number;
   readonly failedFlushes: number;
+  /**
+   * Events dropped because the database refused their data even alone
+   * (SQLSTATE class 22 or 23); each also reported to `onEventDropped`.
+   * Optional in the type only so that recorders that drop nothing need not
+   * state it; createAccessRecorder always does.
+   */
+  readonly dropped?: number;
   /** Longest time an event spent between `record` and its commit, in ms. */
   readonly maxPersistLagMs: number;
 }
@@ -60,11 +86,67 @@ interface QueuedEvent extends AccessEvent {
 }
 
 const RETRY_BACKOFF_MAX_MS = 5_000;
+const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+
+/** The SQLSTATE of a database error (Slonik wraps the driver's error: the code is on a cause). */
+function sqlStateOf(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      return code;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Whether the database refused a batch for the data in it (class 22: data
+ * exception; class 23: integrity constraint violation): retrying the same
+ * batch can never succeed. Anything else (a connection lost, a timeout, the
+ * database starting up) is worth retrying as it is.
+ */
+function isDataError(error: unknown): boolean {
+  const code = sqlStateOf(error);
+  return code !== undefined && (code.startsWith('22') || code.startsWith('23'));
+}
+
+/**
+ * Text PostgreSQL will take into a varchar(max) column: no NUL characters
+ * (text cannot hold them), at most `max` characters (UTF-16 units, never
+ * fewer than the code points PostgreSQL counts). A longer actor or method is
+ * kept truncated rather than losing the event.
+ */
+function columnText(value: string | undefined, max: number): string | null {
+  if (value === undefined) {
+    return null;
+  }
+  const text = value.includes('\0') ? value.replaceAll('\0', '') : value;
+  return text.length > max ? text.slice(0, max) : text;
+}
+
+/** A queued event as it was recorded. */
+function accessEventOf(queued: QueuedEvent): AccessEvent {
+  const { occurredAt, queuedAtMs, ...event } = queued;
+  void occurredAt;
+  void queuedAtMs;
+  return event;
+}
+
+/** The client's address if PostgreSQL's inet takes it (no zone index), else null. */
+function inetText(value: string | undefined): string | null {
+  return value && isIP(value) !== 0 && !value.includes('%') ? value : null;
+}
 
 /**
  * Batches access events into one multi-row INSERT per flush, so that auditing
  * every read costs a fraction of a query per read. Events are only in memory
- * for at most about one flush interval while the database is up.
+ * for at most about one flush interval while the database is up. A batch the
+ * database cannot reach is retried whole, with backoff; a batch it refuses
+ * for its data is split until the event at fault is alone, and that event is
+ * dropped and reported (stats().dropped, onEventDropped), so that one bad
+ * event never holds up the others until the backlog is full.
  */
 export function createAccessRecorder(options: AccessRecorderOptions): AccessRecorder {
   const flushIntervalMs = options.flushIntervalMs ?? 100;
@@ -75,7 +157,7 @@ export function createAccessRecorder(options: AccessRecorderOptions): AccessReco
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   let consecutiveFailures = 0;
-  const counters = { recorded: 0, persisted: 0, failedFlushes: 0, maxPersistLagMs: 0 };
+  const counters = { recorded: 0, persisted: 0, dropped: 0, failedFlushes: 0, maxPersistLagMs: 0 };
 
   function schedule(delayMs: number): void {
     if (timer || closed) {
@@ -88,37 +170,88 @@ export function createAccessRecorder(options: AccessRecorderOptions): AccessReco
     timer.unref();
   }
 
+  /**
+   * One INSERT for the batch. Ids that are not UUIDs (read from stored data,
+   * not from a request) are tolerated: entity_id and patient_id are left
+   * NULL, the entity's text stays in entity_key and the patient's in the
+   * payload. Text columns get text they can hold (columnText).
+   */
   async function writeBatch(batch: readonly QueuedEvent[]): Promise<void> {
+    const uuid = (column: string) =>
+      sql.fragment`(CASE WHEN ${sql.identifier(['e', column])} ~ ${UUID_PATTERN} THEN ${sql.identifier(['e', column])}::uuid END)`;
     await options.pool.query(sql.type(z.object({}))`
       INSERT INTO audit_events (event_type, entity_type, entity_id, entity_key, patient_id, user_id,
                                 action, payload, ip_address, "timestamp", request_id, trace_id)
-      SELECT 'DATA_ACCESS', e.entity_type, e.entity_id, e.entity_id::text, e.patient_id, e.user_id,
-             'READ', jsonb_build_object('method', e.method), e.client_ip, e.occurred_at, e.request_id, e.trace_id
+      SELECT 'DATA_ACCESS', e.entity_type, ${uuid('entity_key')}, coalesce(${uuid('entity_key')}::text, e.entity_key),
+             ${uuid('patient_key')}, e.user_id, 'READ',
+             jsonb_build_object('method', e.method)
+               || CASE WHEN e.patient_key IS NOT NULL AND ${uuid('patient_key')} IS NULL
+                       THEN jsonb_build_object('patient_key', e.patient_key) ELSE '{}'::jsonb END,
+             e.client_ip, e.occurred_at, e.request_id, e.trace_id
         FROM ${sql.unnest(
           batch.map((event) => [
-            event.entityType,
-            event.entityId,
-            event.patientId,
-            event.actor,
-            event.method,
-            event.clientIp ?? null,
+            columnText(event.entityType, 50),
+            columnText(event.entityId || undefined, 200),
+            columnText(event.patientId || undefined, 200),
+            columnText(event.actor, 200),
+            columnText(event.method, 1_000),
+            inetText(event.clientIp),
             event.occurredAt.toISOString(),
-            event.requestId ?? null,
-            event.traceId ?? null,
+            columnText(event.requestId, 100),
+            columnText(event.traceId, 64),
           ]),
-          ['text', 'uuid', 'uuid', 'text', 'text', 'inet', 'timestamptz', 'text', 'text'],
-        )} AS e(entity_type, entity_id, patient_id, user_id, method, client_ip, occurred_at, request_id, trace_id)
+          ['text', 'text', 'text', 'text', 'text', 'inet', 'timestamptz', 'text', 'text'],
+        )} AS e(entity_type, entity_key, patient_key, user_id, method, client_ip, occurred_at, request_id, trace_id)
     `);
+  }
+
+  /** Removes the first `count` queued events, written (persisted) or dropped. */
+  function settle(count: number, persisted: boolean): void {
+    const first = queue[0];
+    queue = queue.slice(count);
+    if (persisted) {
+      const now = Date.now();
+      counters.persisted += count;
+      counters.maxPersistLagMs = Math.max(counters.maxPersistLagMs, now - (first?.queuedAtMs ?? now));
+    } else {
+      counters.dropped += count;
+    }
+  }
+
+  /**
+   * Writes `batch`, the head of the queue. When the database refuses it for
+   * its data, the halves are written separately, down to the single event at
+   * fault, which is dropped and reported: one bad event must not block the
+   * queue until the backlog fills and every read is refused. Other failures
+   * (connection, timeout) propagate: the flush is retried as it is.
+   */
+  async function writeSplitting(batch: readonly QueuedEvent[]): Promise<void> {
+    try {
+      await writeBatch(batch);
+      settle(batch.length, true);
+    } catch (error) {
+      if (!isDataError(error)) {
+        throw error;
+      }
+      const [only, ...others] = batch;
+      if (only && others.length === 0) {
+        settle(1, false);
+        if (options.onEventDropped) {
+          options.onEventDropped(error, accessEventOf(only));
+        } else {
+          options.onFlushError?.(error, queue.length);
+        }
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await writeSplitting(batch.slice(0, half));
+      await writeSplitting(batch.slice(half));
+    }
   }
 
   async function drain(): Promise<void> {
     while (queue.length > 0) {
-      const batch = queue.slice(0, maxBatchSize);
-      await writeBatch(batch);
-      queue = queue.slice(batch.length);
-      const now = Date.now();
-      counters.persisted += batch.length;
-      counters.maxPersistLagMs = Math.max(counters.maxPersistLagMs, now - (batch[0]?.queuedAtMs ?? now));
+      await writeSplitting(queue.slice(0, maxBatchSize));
     }
   }
 

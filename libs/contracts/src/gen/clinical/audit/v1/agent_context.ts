@@ -30,7 +30,7 @@ export interface AgentDecision {
    * characters).
    */
   action: string;
-  /** Why, in the agent's words (at most 4000 characters). */
+  /** Why, in the agent's words (at most 1000 characters). */
   rationale: string;
   /**
    * The agent's confidence in the decision, 0 to 1 inclusive; unset when not
@@ -44,7 +44,10 @@ export interface AgentDecision {
    * caller's sites (NOT_FOUND otherwise).
    */
   patientId: string;
-  /** Further details as a JSON object; at most 16 KiB once serialised. */
+  /**
+   * Further details as a JSON object; at most 2 KiB once serialised.
+   * Larger material belongs in a document, referred to here by its id.
+   */
   details:
     | { [key: string]: any }
     | undefined;
@@ -69,11 +72,17 @@ export interface AgentContext {
     | { [key: string]: any }
     | undefined;
   /**
-   * The decisions, oldest first (stored in the column decisions, JSONB).
-   * Only AppendAgentDecision adds to them; empty in ListAgentContexts.
+   * The decisions, oldest first (stored in the column decisions, JSONB), at
+   * most 1000. Only AppendAgentDecision adds to them; empty in
+   * ListAgentContexts. A context stored before these limits, or written by
+   * SQL, may hold more: then the oldest 1000 (and at most 8 MiB of them) are
+   * returned, and decision_count still counts all visible decisions.
    */
   decisions: AgentDecision[];
-  /** Number of decisions visible to the caller. */
+  /**
+   * Number of decisions visible to the caller (all of them, also those a
+   * response leaves out as described under decisions).
+   */
   decisionCount: number;
   /** When the context was created. */
   createTime:
@@ -147,7 +156,8 @@ export interface GetAgentContextResponse {
 export interface ListAgentContextsRequest {
   /**
    * Maximum contexts per page: 0 means 50, values above 500 are treated as
-   * 500, negative values are INVALID_ARGUMENT.
+   * 500, negative values are INVALID_ARGUMENT. A page may hold fewer (see
+   * ListAgentContexts).
    */
   pageSize: number;
   /**
@@ -1425,7 +1435,16 @@ export const AppendAgentDecisionResponse: MessageFns<AppendAgentDecisionResponse
  * decision, is audited in the same transaction (entity_type "mcp_context",
  * entity_id the agent_id). A decision about a patient outside the caller's
  * sites cannot be appended (NOT_FOUND) and is left out of every response, so
- * a caller never learns of such a patient.
+ * a caller never learns of such a patient. Every response that returns
+ * decisions about patients records an access event per patient in the audit
+ * trail, as any read of patient data does.
+ *
+ * Size limits keep a whole context within a few MiB (one response, one
+ * service heap, a default client's 4 MiB message limit): context_data at
+ * most 256 KiB; at most 1000 decisions per context; per decision an action of
+ * at most 200 characters, a rationale of at most 1000 characters and details
+ * of at most 2 KiB. Beyond them: INVALID_ARGUMENT (a field), or
+ * FAILED_PRECONDITION (a full context).
  */
 export type AgentContextServiceDefinition = typeof AgentContextServiceDefinition;
 export const AgentContextServiceDefinition = {
@@ -1437,7 +1456,8 @@ export const AgentContextServiceDefinition = {
      * context_data, with optimistic concurrency: to create, send an empty
      * etag (ABORTED if the context exists meanwhile); to replace, send the
      * current etag (ABORTED if it changed meanwhile). Decisions are never
-     * touched: use AppendAgentDecision.
+     * touched (use AppendAgentDecision); the response carries them as
+     * GetAgentContext does, and records the same access events.
      */
     upsertAgentContext: {
       name: "UpsertAgentContext",
@@ -1447,7 +1467,10 @@ export const AgentContextServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Returns an agent's context with its decisions, oldest first. */
+    /**
+     * Returns an agent's context with its decisions, oldest first, and records
+     * an access event for each patient those decisions are about.
+     */
     getAgentContext: {
       name: "GetAgentContext",
       requestType: GetAgentContextRequest as typeof GetAgentContextRequest,
@@ -1459,6 +1482,9 @@ export const AgentContextServiceDefinition = {
     /**
      * Lists contexts by agent_id (ascending), optionally of one context type,
      * in keyset pages. Decisions are left out (decision_count says how many).
+     * A page ends early, before page_size contexts, once its context_data
+     * reaches about 3 MiB (a page holds one context at least): only an empty
+     * next_page_token means the last page.
      */
     listAgentContexts: {
       name: "ListAgentContexts",
@@ -1472,9 +1498,10 @@ export const AgentContextServiceDefinition = {
      * Appends one decision to an agent's context, atomically: concurrent
      * appends to the same context all land, none is lost, each gets its own
      * sequence number. Needs no etag and does not change it. The context must
-     * exist (NOT_FOUND otherwise); a context holds at most 10000 decisions
-     * (FAILED_PRECONDITION beyond). Returns the decision with its
-     * server-assigned id, sequence number and time.
+     * exist (NOT_FOUND otherwise); a context holds at most 1000 decisions
+     * (FAILED_PRECONDITION beyond: start a new context, e.g. a new agent_id
+     * per run). Returns the decision with its server-assigned id, sequence
+     * number and time.
      */
     appendAgentDecision: {
       name: "AppendAgentDecision",
@@ -1493,13 +1520,17 @@ export interface AgentContextServiceImplementation<CallContextExt = {}> {
    * context_data, with optimistic concurrency: to create, send an empty
    * etag (ABORTED if the context exists meanwhile); to replace, send the
    * current etag (ABORTED if it changed meanwhile). Decisions are never
-   * touched: use AppendAgentDecision.
+   * touched (use AppendAgentDecision); the response carries them as
+   * GetAgentContext does, and records the same access events.
    */
   upsertAgentContext(
     request: UpsertAgentContextRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<UpsertAgentContextResponse>>;
-  /** Returns an agent's context with its decisions, oldest first. */
+  /**
+   * Returns an agent's context with its decisions, oldest first, and records
+   * an access event for each patient those decisions are about.
+   */
   getAgentContext(
     request: GetAgentContextRequest,
     context: CallContext & CallContextExt,
@@ -1507,6 +1538,9 @@ export interface AgentContextServiceImplementation<CallContextExt = {}> {
   /**
    * Lists contexts by agent_id (ascending), optionally of one context type,
    * in keyset pages. Decisions are left out (decision_count says how many).
+   * A page ends early, before page_size contexts, once its context_data
+   * reaches about 3 MiB (a page holds one context at least): only an empty
+   * next_page_token means the last page.
    */
   listAgentContexts(
     request: ListAgentContextsRequest,
@@ -1516,9 +1550,10 @@ export interface AgentContextServiceImplementation<CallContextExt = {}> {
    * Appends one decision to an agent's context, atomically: concurrent
    * appends to the same context all land, none is lost, each gets its own
    * sequence number. Needs no etag and does not change it. The context must
-   * exist (NOT_FOUND otherwise); a context holds at most 10000 decisions
-   * (FAILED_PRECONDITION beyond). Returns the decision with its
-   * server-assigned id, sequence number and time.
+   * exist (NOT_FOUND otherwise); a context holds at most 1000 decisions
+   * (FAILED_PRECONDITION beyond: start a new context, e.g. a new agent_id
+   * per run). Returns the decision with its server-assigned id, sequence
+   * number and time.
    */
   appendAgentDecision(
     request: AppendAgentDecisionRequest,
@@ -1532,13 +1567,17 @@ export interface AgentContextServiceClient<CallOptionsExt = {}> {
    * context_data, with optimistic concurrency: to create, send an empty
    * etag (ABORTED if the context exists meanwhile); to replace, send the
    * current etag (ABORTED if it changed meanwhile). Decisions are never
-   * touched: use AppendAgentDecision.
+   * touched (use AppendAgentDecision); the response carries them as
+   * GetAgentContext does, and records the same access events.
    */
   upsertAgentContext(
     request: DeepPartial<UpsertAgentContextRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<UpsertAgentContextResponse>;
-  /** Returns an agent's context with its decisions, oldest first. */
+  /**
+   * Returns an agent's context with its decisions, oldest first, and records
+   * an access event for each patient those decisions are about.
+   */
   getAgentContext(
     request: DeepPartial<GetAgentContextRequest>,
     options?: CallOptions & CallOptionsExt,
@@ -1546,6 +1585,9 @@ export interface AgentContextServiceClient<CallOptionsExt = {}> {
   /**
    * Lists contexts by agent_id (ascending), optionally of one context type,
    * in keyset pages. Decisions are left out (decision_count says how many).
+   * A page ends early, before page_size contexts, once its context_data
+   * reaches about 3 MiB (a page holds one context at least): only an empty
+   * next_page_token means the last page.
    */
   listAgentContexts(
     request: DeepPartial<ListAgentContextsRequest>,
@@ -1555,9 +1597,10 @@ export interface AgentContextServiceClient<CallOptionsExt = {}> {
    * Appends one decision to an agent's context, atomically: concurrent
    * appends to the same context all land, none is lost, each gets its own
    * sequence number. Needs no etag and does not change it. The context must
-   * exist (NOT_FOUND otherwise); a context holds at most 10000 decisions
-   * (FAILED_PRECONDITION beyond). Returns the decision with its
-   * server-assigned id, sequence number and time.
+   * exist (NOT_FOUND otherwise); a context holds at most 1000 decisions
+   * (FAILED_PRECONDITION beyond: start a new context, e.g. a new agent_id
+   * per run). Returns the decision with its server-assigned id, sequence
+   * number and time.
    */
   appendAgentDecision(
     request: DeepPartial<AppendAgentDecisionRequest>,

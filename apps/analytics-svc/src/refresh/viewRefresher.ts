@@ -31,7 +31,7 @@ export interface ViewRefresher {
    * stays readable), logged as FAILED, and rethrown.
    */
   withLock<T>(attempt: RefreshAttempt, body: RefreshBody<T>): Promise<LockedRun<T>>;
-  /** At shutdown: cancels the REFRESH this replica runs, if any, without logging it as a failure. */
+  /** At shutdown: cancels the REFRESH this replica runs, if any, without logging it as a failure, and waits for it to end. */
   cancel(): Promise<void>;
 }
 
@@ -59,12 +59,14 @@ export function createViewRefresher(options: {
 }): ViewRefresher {
   const { pool, logger } = options;
   let runningPid: number | undefined;
+  // Attempts not yet finished: a cancelled statement must return before its connection can close.
+  const inFlight = new Set<Promise<unknown>>();
   let stopping = false;
 
   return {
     async withLock(attempt, body) {
       // The lock is a session lock: it needs the same connection from try-lock to unlock.
-      return pool.connect(async (connection) => {
+      const run = pool.connect(async (connection) => {
         const lock = await tryLockRefresh(connection);
         if (!lock.acquired) {
           return { ran: false } as const;
@@ -102,12 +104,16 @@ export function createViewRefresher(options: {
           await unlockRefresh(connection).catch(() => {});
         }
       });
+      inFlight.add(run);
+      void run.catch(() => {}).finally(() => inFlight.delete(run));
+      return run;
     },
     async cancel() {
       stopping = true;
       if (runningPid !== undefined) {
         await cancelBackend(pool, runningPid).catch(() => {});
       }
+      await Promise.allSettled(inFlight);
     },
   };
 }

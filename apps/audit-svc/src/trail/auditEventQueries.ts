@@ -1,7 +1,8 @@
 import { sql, type CommonQueryMethods } from '@clinical/db';
 import type { Principal } from '@clinical/server-kit';
-import { z } from 'zod';
-import { auditEventRow, type AuditEventRow } from './auditEventRecord.js';
+import { z } from 'zod/v4';
+import { auditEventFields, type AuditEventRow } from './auditEventRecord.js';
+import { rowSchema } from './rowSchema.js';
 import { visibleEventsCondition } from './trailVisibility.js';
 
 const EVENT_COLUMNS = sql.fragment`
@@ -11,7 +12,8 @@ const EVENT_COLUMNS = sql.fragment`
   c.sequence_number, encode(c.previous_hash, 'hex') AS previous_hash, encode(c.row_hash, 'hex') AS row_hash
 `;
 
-const auditEventPageRow = auditEventRow.extend({ more: z.boolean() });
+const auditEventRow = rowSchema(auditEventFields);
+const auditEventPageRow = rowSchema(auditEventFields.extend({ more: z.boolean() }));
 
 /** Filters of ListAuditEvents, normalized (stored names, lowercase UUIDs). */
 export interface AuditEventFilters {

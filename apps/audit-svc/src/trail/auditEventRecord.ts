@@ -1,5 +1,5 @@
 import { auditV1 } from '@clinical/contracts';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 
 const { AuditAction, AuditEventType } = auditV1;
 
@@ -40,13 +40,14 @@ export function storedEntityTypes(entityType: string): string[] {
   return stored.length > 0 ? [...new Set([...stored, entityType])] : [entityType];
 }
 
-/** An audit event as the service selects it, with its chain entry if it has one. */
-export const auditEventRow = z.object({
-  event_id: z.string().uuid(),
+/** An audit event as the service selects it, with its chain entry if it has one (zod 4: see rowSchema). */
+export const auditEventFields = z.object({
+  // guid: any 8-4-4-4-12 hex text, as zod 3's uuid() accepted (zod 4's uuid() also checks the version).
+  event_id: z.guid(),
   event_type: z.string(),
   entity_type: z.string(),
   entity_key: z.string().nullable(),
-  patient_id: z.string().uuid().nullable(),
+  patient_id: z.guid().nullable(),
   user_id: z.string(),
   action: z.string(),
   payload: z.unknown(),
@@ -61,7 +62,7 @@ export const auditEventRow = z.object({
   previous_hash: z.string().nullable(),
   row_hash: z.string().nullable(),
 });
-export type AuditEventRow = z.infer<typeof auditEventRow>;
+export type AuditEventRow = z.infer<typeof auditEventFields>;
 
 /** The contract's AuditEvent of a row. */
 export function toAuditEventMessage(row: AuditEventRow): auditV1.AuditEvent {

@@ -17,6 +17,7 @@ export {
 export { createTokenVerifier, mintToken, type MintTokenOptions, type TokenVerifier } from './auth/tokens.js';
 export type { AuthenticatedContext, HandlerContext } from './middleware/authentication.js';
 export { defineService, type MethodPolicy, type ServiceBinding } from './server/defineService.js';
+export { withEncoding } from './server/encodedResponses.js';
 export { startService, type RunningService, type ServiceModule, type ServiceRuntime } from './server/startService.js';
 export { runServiceMain } from './server/runServiceMain.js';
 export {
@@ -34,6 +35,7 @@ export {
   type CivilDate,
   type StringRule,
 } from './validation/fieldValidator.js';
+export { jsonDocumentProblem } from './validation/jsonDocuments.js';
 export { notYetServed } from './server/notYetServed.js';
 export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';
 export { messageCodec, runAuditedMutation, type MutationOptions } from './auditedMutation.js';

@@ -6,8 +6,9 @@ import {
   FieldValidator,
   type HandlerContext,
   type ServiceRuntime,
+  withEncoding,
 } from '@clinical/server-kit';
-import { patientCacheKey, patientCodec } from './patientCache.js';
+import { encodedPatientCodec, encodePatient, getPatientResponseBytes, patientCacheKey } from './patientCache.js';
 import { selectPatient } from './patientQueries.js';
 import { toPatientMessage } from './patientRecord.js';
 
@@ -27,15 +28,15 @@ export function getPatientHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
     const patientId = request.patientId.toLowerCase();
 
-    const patient = await runtime.cache.getOrLoad(patientCacheKey(patientId), patientCodec, ttlSeconds, async () => {
+    const entry = await runtime.cache.getOrLoad(patientCacheKey(patientId), encodedPatientCodec, ttlSeconds, async () => {
       const row = await selectPatient(runtime.pool, patientId);
-      return row ? { value: toPatientMessage(row), version: Number(row.row_version) } : undefined;
+      return row ? { value: encodePatient(toPatientMessage(row)), version: Number(row.row_version) } : undefined;
     });
-    if (!patient || !canAccessSite(context.principal, patient.siteId)) {
+    if (!entry || !canAccessSite(context.principal, entry.patient.siteId)) {
       throw new NotFoundError('patient', patientId);
     }
 
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'patient', entityId: patientId, patientId }]));
-    return { patient };
+    return withEncoding({ patient: entry.patient }, getPatientResponseBytes(entry));
   };
 }

@@ -71,6 +71,7 @@ const document = (change: Partial<documentV1.Document>) => () =>
     requestId: '',
   });
 const date = (year: number, month: number, day: number) => ({ year, month, day });
+const nestedJson = (depth: number): Record<string, unknown> => (depth === 0 ? { leaf: 1 } : { next: nestedJson(depth - 1) });
 const future = new Date().getUTCFullYear() + 1;
 
 const CASES: readonly Case[] = [
@@ -149,6 +150,13 @@ const CASES: readonly Case[] = [
   { name: 'CreateDocument: title of 501 chars', call: document({ title: 't'.repeat(501) }), status: Status.INVALID_ARGUMENT, field: 'document.title' },
   { name: 'CreateDocument: content over 1 MiB', call: document({ content: { text: 'x'.repeat(1_048_577) } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
   { name: 'CreateDocument: metadata over 64 KiB', call: document({ metadata: { text: 'x'.repeat(65_537) } }), status: Status.INVALID_ARGUMENT, field: 'document.metadata' },
+  { name: 'CreateDocument: NaN in content', call: document({ content: { dose: Number.NaN } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
+  { name: 'CreateDocument: Infinity deep in metadata', call: document({ metadata: { a: [{ b: Number.NEGATIVE_INFINITY }] } }), status: Status.INVALID_ARGUMENT, field: 'document.metadata' },
+  { name: 'CreateDocument: NUL in a content value', call: document({ content: { note: 'a\u0000b' } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
+  { name: 'CreateDocument: NUL in a content key', call: document({ content: { ['k\u0000']: 1 } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
+  { name: 'CreateDocument: content nested 33 deep', call: document({ content: nestedJson(31) }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
+  { name: 'ListDocuments: NaN in a filter', call: () => documents.listDocuments(documentV1.ListDocumentsRequest.fromPartial({ patientId: existing.patientId, metadataFilter: { x: Number.NaN } })), status: Status.INVALID_ARGUMENT, field: 'metadata_filter' },
+  { name: 'CreateDocumentVersion: Infinity in content', call: () => documents.createDocumentVersion({ documentId: existingDocument.documentId, expectedVersion: 1, title: 't', content: { x: Number.POSITIVE_INFINITY }, metadata: {}, reason: '', requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'content' },
   { name: 'CreateDocument: unknown patient', call: document({ patientId: randomUUID() }), status: Status.NOT_FOUND },
   { name: 'GetDocument: bad id', call: () => documents.getDocument({ documentId: 'doc', version: 0 }), status: Status.INVALID_ARGUMENT, field: 'document_id' },
   { name: 'GetDocument: negative version', call: () => documents.getDocument({ documentId: existingDocument.documentId, version: -1 }), status: Status.INVALID_ARGUMENT, field: 'version' },

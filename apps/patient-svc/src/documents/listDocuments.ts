@@ -11,7 +11,7 @@ import {
 import { documentAccesses } from './documentAccess.js';
 import { listDocuments, selectPatientSite } from './documentQueries.js';
 import { documentTypeToName, toDocumentMessage } from './documentRecord.js';
-import { DOCUMENT_PAGE, MAX_METADATA_BYTES, PAGE_BYTE_BUDGET } from './validateDocument.js';
+import { DOCUMENT_PAGE, MAX_JSON_DEPTH, MAX_METADATA_BYTES, PAGE_BYTE_BUDGET } from './validateDocument.js';
 
 /**
  * ListDocuments: current versions of one patient's documents, filtered by type
@@ -30,14 +30,8 @@ export function listDocumentsHandler(runtime: ServiceRuntime) {
     if (!documentType && request.documentType !== documentV1.DocumentType.DOCUMENT_TYPE_UNSPECIFIED) {
       v.add('document_type', 'has an unsupported value');
     }
-    for (const [field, filter] of [
-      ['content_filter', request.contentFilter],
-      ['metadata_filter', request.metadataFilter],
-    ] as const) {
-      if (filter && Buffer.byteLength(JSON.stringify(filter)) > MAX_METADATA_BYTES) {
-        v.add(field, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
-      }
-    }
+    v.jsonDocument('content_filter', request.contentFilter, { maxBytes: MAX_METADATA_BYTES, maxDepth: MAX_JSON_DEPTH });
+    v.jsonDocument('metadata_filter', request.metadataFilter, { maxBytes: MAX_METADATA_BYTES, maxDepth: MAX_JSON_DEPTH });
     v.throwIfInvalid();
     const pageSize = pageSizeOf(request.pageSize, DOCUMENT_PAGE);
     const patientId = request.patientId.toLowerCase();

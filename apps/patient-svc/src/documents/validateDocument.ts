@@ -14,7 +14,8 @@ export const DOCUMENT_PAGE = { defaultSize: 50, maxSize: 200 };
  */
 export const PAGE_BYTE_BUDGET = 3 * 1_048_576;
 
-const jsonBytes = (value: object | undefined) => (value ? Buffer.byteLength(JSON.stringify(value)) : 0);
+/** Deepest nesting of content, metadata and their filters (PostgreSQL's own limit is its stack). */
+export const MAX_JSON_DEPTH = 32;
 
 /** Checks a document version's title, content and metadata. */
 export function validateDocumentBody(
@@ -23,10 +24,6 @@ export function validateDocumentBody(
   body: { title: string; content?: object; metadata?: object },
 ): void {
   v.string(`${prefix}title`, body.title, { required: true, max: 500 });
-  if (jsonBytes(body.content) > MAX_CONTENT_BYTES) {
-    v.add(`${prefix}content`, `must be at most ${MAX_CONTENT_BYTES} bytes as JSON`);
-  }
-  if (jsonBytes(body.metadata) > MAX_METADATA_BYTES) {
-    v.add(`${prefix}metadata`, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
-  }
+  v.jsonDocument(`${prefix}content`, body.content, { maxBytes: MAX_CONTENT_BYTES, maxDepth: MAX_JSON_DEPTH });
+  v.jsonDocument(`${prefix}metadata`, body.metadata, { maxBytes: MAX_METADATA_BYTES, maxDepth: MAX_JSON_DEPTH });
 }

@@ -1,5 +1,5 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { formatCivilDate } from '@clinical/server-kit';
+import { formatCivilDate, jsonDocumentProblem } from '@clinical/server-kit';
 import type { ReadingViolations } from './readingViolations.js';
 
 /** Ranges of the contract (vitals.proto), inclusive. The table's CHECK constraints hold the same bounds. */
@@ -23,9 +23,6 @@ export const MAX_DEVICE_DATA_BYTES = 16 * 1024;
 export const MAX_DEVICE_DATA_DEPTH = 16;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// PostgreSQL text and jsonb cannot hold NUL; a lone surrogate cannot be stored as UTF-8.
-// eslint-disable-next-line no-control-regex -- NUL is exactly what must be refused
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** A reading that passed validation, in the form it is stored. */
 export interface NormalizedReading {
@@ -62,37 +59,6 @@ function checkMeasure(
   return value;
 }
 
-/** Why a device_data value cannot be stored, or undefined when it can. */
-function deviceDataProblem(value: unknown, depth: number): string | undefined {
-  if (depth > MAX_DEVICE_DATA_DEPTH) {
-    return `must not nest deeper than ${MAX_DEVICE_DATA_DEPTH} levels`;
-  }
-  if (typeof value === 'string') {
-    return UNSTORABLE.test(value) ? 'must not contain NUL characters or unpaired surrogates' : undefined;
-  }
-  if (typeof value === 'number') {
-    return Number.isFinite(value) ? undefined : 'must not contain NaN or infinite numbers';
-  }
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = deviceDataProblem(item, depth + 1);
-      if (problem) {
-        return problem;
-      }
-    }
-    return undefined;
-  }
-  if (value !== null && typeof value === 'object') {
-    for (const [key, item] of Object.entries(value)) {
-      const problem = UNSTORABLE.test(key) ? 'must not contain NUL characters or unpaired surrogates' : deviceDataProblem(item, depth + 1);
-      if (problem) {
-        return problem;
-      }
-    }
-  }
-  return undefined;
-}
-
 function checkDeviceData(
   violations: ReadingViolations,
   at: string,
@@ -101,7 +67,7 @@ function checkDeviceData(
   if (deviceData === undefined) {
     return null;
   }
-  const problem = deviceDataProblem(deviceData, 1);
+  const problem = jsonDocumentProblem(deviceData, MAX_DEVICE_DATA_DEPTH);
   if (problem) {
     violations.add(`${at}.device_data`, problem);
     return null;

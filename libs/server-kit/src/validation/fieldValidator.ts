@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type FieldViolation } from '@clinical/errors';
+import { jsonDocumentProblem } from './jsonDocuments.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -127,6 +128,29 @@ export class FieldValidator {
     } else if (value < rule.min || value > rule.max) {
       this.add(field, `must be between ${rule.min} and ${rule.max}`);
     }
+  }
+
+  /**
+   * Checks a JSON document (a decoded google.protobuf.Struct) that will be
+   * stored as jsonb: storable (jsonDocumentProblem) and at most `maxBytes` as
+   * JSON text.
+   * @returns its JSON text, or undefined when it is absent or invalid.
+   */
+  jsonDocument(field: string, value: object | undefined, rule: { maxBytes: number; maxDepth: number }): string | undefined {
+    if (value === undefined) {
+      return undefined;
+    }
+    const problem = jsonDocumentProblem(value, rule.maxDepth);
+    if (problem) {
+      this.add(field, problem);
+      return undefined;
+    }
+    const json = JSON.stringify(value);
+    if (Buffer.byteLength(json) > rule.maxBytes) {
+      this.add(field, `must be at most ${rule.maxBytes} bytes as JSON`);
+      return undefined;
+    }
+    return json;
   }
 
   /** Checks that an enum value is one of `allowed` (closed set; unknown numbers are refused). */

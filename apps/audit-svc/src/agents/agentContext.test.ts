@@ -115,6 +115,16 @@ describe('AgentContextService', () => {
     expect(bad.details).toMatch(/agent_id/);
     expect(bad.details).toMatch(/decision\.action/);
     expect(bad.details).toMatch(/decision\.confidence/);
+    const unstorable = await expectStatus(
+      agent.upsertAgentContext({ agentContext: { agentId: 'json-check', contextType: 'listing', contextData: { note: 'a\u0000' } } }),
+      Status.INVALID_ARGUMENT,
+    );
+    expect(unstorable.details).toBe('agent_context.context_data: must not contain NUL characters or unpaired surrogates');
+    const badDetails = await expectStatus(
+      agent.appendAgentDecision({ agentId: 'list-a', decision: agentContextV1.AgentDecision.fromPartial({ action: 'a', details: { x: [Number.POSITIVE_INFINITY] } }) }),
+      Status.INVALID_ARGUMENT,
+    );
+    expect(badDetails.details).toBe('decision.details: must not contain NaN or infinite numbers');
     await expectStatus(agent.appendAgentDecision({ agentId: 'missing', decision: agentContextV1.AgentDecision.fromPartial({ action: 'a' }) }), Status.NOT_FOUND);
     const auditor = clientOf(await service.token({ sub: 'aud', roles: ['auditor'], sites: '*' }));
     await expectStatus(auditor.upsertAgentContext({ agentContext: { agentId: 'x', contextType: 'y', contextData: {} } }), Status.PERMISSION_DENIED);

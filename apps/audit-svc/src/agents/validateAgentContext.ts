@@ -17,8 +17,8 @@ export const MAX_CONTEXT_DATA_BYTES = 256 * 1024;
 export const MAX_ACTION_CHARACTERS = 200;
 export const MAX_RATIONALE_CHARACTERS = 1_000;
 export const MAX_DETAILS_BYTES = 2 * 1024;
-
-const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value ?? {}), 'utf8');
+/** Deepest nesting of context_data and details (a request cannot nest past about 32 anyway). */
+const MAX_JSON_DEPTH = 32;
 
 /** Checks a context to upsert; violations accumulate in `v`. */
 export function validateAgentContext(v: FieldValidator, field: string, context: agentContextV1.AgentContext | undefined): void {
@@ -28,9 +28,7 @@ export function validateAgentContext(v: FieldValidator, field: string, context: 
   }
   v.string(`${field}.agent_id`, context.agentId, AGENT_ID);
   v.string(`${field}.context_type`, context.contextType, CONTEXT_TYPE);
-  if (jsonBytes(context.contextData) > MAX_CONTEXT_DATA_BYTES) {
-    v.add(`${field}.context_data`, 'must be at most 256 KiB once serialised');
-  }
+  v.jsonDocument(`${field}.context_data`, context.contextData, { maxBytes: MAX_CONTEXT_DATA_BYTES, maxDepth: MAX_JSON_DEPTH });
   v.string(`${field}.etag`, context.etag, { max: 64 });
 }
 
@@ -46,7 +44,5 @@ export function validateDecision(v: FieldValidator, field: string, decision: age
     v.number(`${field}.confidence`, decision.confidence, { min: 0, max: 1 });
   }
   v.uuid(`${field}.patient_id`, decision.patientId, false);
-  if (jsonBytes(decision.details) > MAX_DETAILS_BYTES) {
-    v.add(`${field}.details`, 'must be at most 2 KiB once serialised');
-  }
+  v.jsonDocument(`${field}.details`, decision.details, { maxBytes: MAX_DETAILS_BYTES, maxDepth: MAX_JSON_DEPTH });
 }

@@ -2,7 +2,7 @@ import type { ServerAddBuilder, ServiceImplementation, TsProtoServiceDefinition 
 import type { Role } from '../auth/principal.js';
 import type { AuthenticatedContext } from '../middleware/authentication.js';
 import { withEncodedResponses } from './encodedResponses.js';
-import { withTolerantDecoding } from './malformedRequests.js';
+import { refusingMalformedRequests, withTolerantDecoding } from './malformedRequests.js';
 
 /** Who may call a method and what it costs against the caller's rate limit. */
 export interface MethodPolicy {
@@ -38,7 +38,7 @@ export function defineService<Definition extends TsProtoServiceDefinition>(
     fullName: definition.fullName,
     policies: byPath,
     addTo(server) {
-      server.add(withEncodedResponses(withTolerantDecoding(definition)), implementation);
+      server.add(withEncodedResponses(withTolerantDecoding(definition)), refusingMalformedRequests(definition, implementation));
     },
   };
 }

@@ -28,7 +28,6 @@ import { authenticationMiddleware } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { rateLimitingMiddleware } from '../middleware/rateLimiting.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
-import { malformedRequestMiddleware } from './malformedRequests.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 
@@ -157,8 +156,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const health = HealthState();
   const server = createServer()
     .use(errorDetailsServerMiddleware)
-    .use(edgeErrorMiddleware(logger))
-    .use(malformedRequestMiddleware);
+    .use(edgeErrorMiddleware(logger));
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(
     server,

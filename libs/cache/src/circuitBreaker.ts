@@ -58,24 +58,39 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   }
 
   return {
-    async run(operation) {
+    // Plain thens rather than an async function: it wraps every Redis command,
+    // and under OpenTelemetry each promise an await adds costs async-hook calls.
+    run(operation) {
       if (isOpen()) {
-        throw new CircuitOpenError();
+        return Promise.reject(new CircuitOpenError());
       }
       const isTrial = openedAt !== undefined;
       trialInFlight ||= isTrial;
-      try {
-        const result = await operation();
-        recordSuccess();
-        return result;
-      } catch (error) {
-        recordFailure();
-        throw error;
-      } finally {
+      const settle = () => {
         if (isTrial) {
           trialInFlight = false;
         }
+      };
+      let pending: ReturnType<typeof operation>;
+      try {
+        pending = operation();
+      } catch (error) {
+        settle();
+        recordFailure();
+        return Promise.reject(error);
       }
+      return pending.then(
+        (result) => {
+          settle();
+          recordSuccess();
+          return result;
+        },
+        (error: unknown) => {
+          settle();
+          recordFailure();
+          throw error;
+        },
+      );
     },
     isOpen,
     recordFailure,

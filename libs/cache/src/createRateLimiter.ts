@@ -44,17 +44,18 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     insuranceLimiter: insurance,
   });
 
+  const spent = () => undefined;
+  const refused = (rejection: unknown): never => {
+    if (rejection instanceof RateLimiterRes) {
+      throw new ResourceExhaustedError('rate limit exceeded', Math.max(rejection.msBeforeNext, 1));
+    }
+    throw rejection;
+  };
   return {
-    async consume(key, cost) {
+    // A plain then rather than an async function: one promise less per call.
+    consume(key, cost) {
       const limiter = options.breaker.isOpen() ? insurance : shared;
-      try {
-        await limiter.consume(key, cost);
-      } catch (rejection) {
-        if (rejection instanceof RateLimiterRes) {
-          throw new ResourceExhaustedError('rate limit exceeded', Math.max(rejection.msBeforeNext, 1));
-        }
-        throw rejection;
-      }
+      return limiter.consume(key, cost).then(spent, refused);
     },
   };
 }

@@ -32,9 +32,12 @@ export interface SessionStore {
   create(session: Session): Promise<void>;
   /**
    * True if the session exists (and extends it), false if it expired or was revoked.
+   * A session confirmed within recheckAfterMs is answered at once, without a
+   * promise: that is nearly every call, and under OpenTelemetry each promise
+   * costs an async-hook call.
    * @throws UnavailableError when Redis is down and the session was not confirmed recently.
    */
-  isActive(sid: string): Promise<boolean>;
+  isActive(sid: string): boolean | Promise<boolean>;
   /** Ends a session at once in this process, and everywhere within recheckAfterMs. */
   revoke(sid: string): Promise<void>;
 }
@@ -49,34 +52,36 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const outageGraceMs = options.outageGraceMs ?? 300_000;
   const confirmedAt = new Map<string, number>();
 
+  /** Asks Redis whether the session still exists, extending it if so. */
+  async function recheck(sid: string, last: number | undefined): Promise<boolean> {
+    let stored: string | null;
+    try {
+      stored = await breaker.run(() => redis.getex(sessionKey(sid), 'EX', options.ttlSeconds));
+    } catch (error) {
+      if (last !== undefined && now() - last < outageGraceMs) {
+        return true;
+      }
+      throw new UnavailableError('session store unavailable, retry later', { cause: error });
+    }
+    if (stored === null) {
+      confirmedAt.delete(sid);
+      return false;
+    }
+    if (confirmedAt.size > 100_000) {
+      confirmedAt.clear();
+    }
+    confirmedAt.set(sid, now());
+    return true;
+  }
+
   return {
     async create(session) {
       await breaker.run(() => redis.set(sessionKey(session.sid), JSON.stringify(session), 'EX', options.ttlSeconds));
       confirmedAt.set(session.sid, now());
     },
-    async isActive(sid) {
+    isActive(sid) {
       const last = confirmedAt.get(sid);
-      if (last !== undefined && now() - last < recheckAfterMs) {
-        return true;
-      }
-      let stored: string | null;
-      try {
-        stored = await breaker.run(() => redis.getex(sessionKey(sid), 'EX', options.ttlSeconds));
-      } catch (error) {
-        if (last !== undefined && now() - last < outageGraceMs) {
-          return true;
-        }
-        throw new UnavailableError('session store unavailable, retry later', { cause: error });
-      }
-      if (stored === null) {
-        confirmedAt.delete(sid);
-        return false;
-      }
-      if (confirmedAt.size > 100_000) {
-        confirmedAt.clear();
-      }
-      confirmedAt.set(sid, now());
-      return true;
+      return last !== undefined && now() - last < recheckAfterMs ? true : recheck(sid, last);
     },
     async revoke(sid) {
       confirmedAt.delete(sid);

@@ -2,14 +2,27 @@ import type { AccessEvent, AuditContext, IdempotencyKey } from '@clinical/db';
 import { activeTraceId } from '@clinical/telemetry';
 import type { HandlerContext } from './middleware/authentication.js';
 
+/** Client IPs by peer ('' for a peer without one), forgotten all at once when full. */
+const ipByPeer = new Map<string, string>();
+const MAX_REMEMBERED_PEERS = 10_000;
+
 /**
  * The caller's IP from the call's peer, if any. grpc-js gives `10.0.0.1:5000`
  * or `[::1]:5000`; other stacks prefix `ipv4:` / `ipv6:`.
  */
 export function clientIpOf(context: Pick<HandlerContext, 'peer'>): string | undefined {
-  const peer = context.peer.replace(/^ipv[46]:/, '');
-  const match = /^([\d.]+):\d+$/.exec(peer) ?? /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(peer);
-  return match?.[1];
+  // Every call of a connection has the same peer: parse it once per connection, not per call.
+  let ip = ipByPeer.get(context.peer);
+  if (ip === undefined) {
+    const peer = context.peer.replace(/^ipv[46]:/, '');
+    const match = /^([\d.]+):\d+$/.exec(peer) ?? /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(peer);
+    ip = match?.[1] ?? '';
+    if (ipByPeer.size >= MAX_REMEMBERED_PEERS) {
+      ipByPeer.clear();
+    }
+    ipByPeer.set(context.peer, ip);
+  }
+  return ip || undefined;
 }
 
 /** The audit context of a write made for this call. */
@@ -35,7 +48,9 @@ export function accessEventsOf(context: HandlerContext, entities: readonly Acces
   const traceId = activeTraceId();
   const clientIp = clientIpOf(context);
   return entities.map((entity) => ({
-    ...entity,
+    entityType: entity.entityType,
+    entityId: entity.entityId,
+    patientId: entity.patientId,
     actor: context.principal.sub,
     method: context.method,
     traceId,

@@ -17,8 +17,11 @@ export interface TokenKeyOptions {
   readonly rememberedTokens?: number;
 }
 
-/** Verifies a bearer token and returns its principal. */
-export type TokenVerifier = (token: string) => Promise<Principal>;
+/**
+ * Verifies a bearer token and returns its principal: at once, without a
+ * promise, for a token verified before (the common case, see createTokenVerifier).
+ */
+export type TokenVerifier = (token: string) => Principal | Promise<Principal>;
 
 const claimsSchema = z.object({
   sub: z.string().min(1).max(200),
@@ -51,11 +54,7 @@ export async function createTokenVerifier(options: TokenKeyOptions): Promise<Tok
   // Revocation does not depend on this: the session is checked on every call.
   const verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
   const rememberedTokens = options.rememberedTokens ?? 10_000;
-  return async (token) => {
-    const remembered = verified.get(token);
-    if (remembered && remembered.expiresAtMs > Date.now()) {
-      return remembered.principal;
-    }
+  async function verify(token: string): Promise<Principal> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, key, {
@@ -78,6 +77,10 @@ export async function createTokenVerifier(options: TokenKeyOptions): Promise<Tok
     }
     verified.set(token, { principal: claims.data, expiresAtMs: (payload.exp as number) * 1_000 });
     return claims.data;
+  }
+  return (token) => {
+    const remembered = verified.get(token);
+    return remembered && remembered.expiresAtMs > Date.now() ? remembered.principal : verify(token);
   };
 }
 

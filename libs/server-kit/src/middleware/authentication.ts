@@ -30,8 +30,12 @@ export function authenticationMiddleware(options: {
     if (!match?.[1]) {
       throw new UnauthenticatedError('missing bearer token');
     }
-    const principal = await options.verifyToken(match[1]);
-    if (!(await options.sessions.isActive(principal.sid))) {
+    // A remembered token and a recently confirmed session answer without a
+    // promise (nearly every call): under OpenTelemetry each await costs async-hook calls.
+    const verified = options.verifyToken(match[1]);
+    const principal = verified instanceof Promise ? await verified : verified;
+    const active = options.sessions.isActive(principal.sid);
+    if (!(typeof active === 'boolean' ? active : await active)) {
       throw new UnauthenticatedError('session expired or revoked');
     }
     const policy = options.policies.get(call.method.path);

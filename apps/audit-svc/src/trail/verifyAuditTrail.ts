@@ -46,6 +46,10 @@ export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: Audit
       await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
       // A whole-trail check takes longer than an ordinary statement may.
       await transaction.query(sql.unsafe`SET LOCAL statement_timeout = '600s'`);
+      // Chain and events meet on event_seq, indexed on both sides: a merge join reads both in
+      // order. Without fresh statistics (a bulk load before autovacuum ran) the planner would
+      // rather hash half a million wide event rows per batch and spill them to disk.
+      await transaction.query(sql.unsafe`SET LOCAL enable_hashjoin = off`);
       return verifyChain(transaction, { start, end, batchSize: settings.verifyBatchSize, signal: context.signal });
     });
   };

@@ -1,6 +1,6 @@
 import { UnauthenticatedError } from '@clinical/errors';
 import type { SessionStore } from '@clinical/cache';
-import type { CallContext, ServerMiddleware } from 'nice-grpc';
+import type { CallContext, Metadata } from 'nice-grpc';
 import { requireRole, type Principal } from '../auth/principal.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import type { MethodPolicies } from '../server/defineService.js';
@@ -14,18 +14,21 @@ export interface AuthenticatedContext {
 
 export type HandlerContext = CallContext & AuthenticatedContext;
 
+/** Authenticates and authorizes a call from its metadata and method path, or throws. */
+export type Authenticator = (metadata: Metadata, methodPath: string) => Promise<Principal>;
+
 /**
  * Bearer-token authentication and role authorization: verifies the JWT,
  * checks that its session is live, then that one of the caller's roles may
  * call the method. A method without a policy is refused.
  */
-export function authenticationMiddleware(options: {
+export function createAuthenticator(options: {
   readonly verifyToken: TokenVerifier;
   readonly sessions: SessionStore;
   readonly policies: MethodPolicies;
-}): ServerMiddleware<AuthenticatedContext> {
-  return async function* authenticate(call, context) {
-    const header = context.metadata.get('authorization');
+}): Authenticator {
+  return async function authenticate(metadata, methodPath) {
+    const header = metadata.get('authorization');
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match?.[1]) {
       throw new UnauthenticatedError('missing bearer token');
@@ -38,8 +41,7 @@ export function authenticationMiddleware(options: {
     if (!(typeof active === 'boolean' ? active : await active)) {
       throw new UnauthenticatedError('session expired or revoked');
     }
-    const policy = options.policies.get(call.method.path);
-    requireRole(principal, policy?.roles ?? []);
-    return yield* call.next(call.request, { ...context, principal, method: call.method.path });
+    requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
+    return principal;
   };
 }

@@ -1,16 +1,14 @@
 import type { RateLimiter } from '@clinical/cache';
-import type { ServerMiddleware } from 'nice-grpc';
+import type { Principal } from '../auth/principal.js';
 import type { MethodPolicies } from '../server/defineService.js';
-import type { AuthenticatedContext } from './authentication.js';
+
+/** Spends a call's cost from its caller's rate-limit window, or throws. */
+export type CallCostSpender = (principal: Principal, methodPath: string) => Promise<void>;
 
 /** Spends each call's cost (its method's policy; 1 by default) from the caller's window. */
-export function rateLimitingMiddleware(options: {
+export function createCallCostSpender(options: {
   readonly limiter: RateLimiter;
   readonly policies: MethodPolicies;
-}): ServerMiddleware<object, AuthenticatedContext> {
-  return async function* rateLimit(call, context) {
-    const cost = options.policies.get(call.method.path)?.cost ?? 1;
-    await options.limiter.consume(context.principal.sub, cost);
-    return yield* call.next(call.request, context);
-  };
+}): CallCostSpender {
+  return (principal, methodPath) => options.limiter.consume(principal.sub, options.policies.get(methodPath)?.cost ?? 1);
 }

@@ -24,9 +24,10 @@ import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { createTokenVerifier } from '../auth/tokens.js';
 import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
-import { authenticationMiddleware } from '../middleware/authentication.js';
+import { admissionMiddleware } from '../middleware/admission.js';
+import { createAuthenticator } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
-import { rateLimitingMiddleware } from '../middleware/rateLimiting.js';
+import { createCallCostSpender } from '../middleware/rateLimiting.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
@@ -162,9 +163,12 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     server,
     bindings.map((binding) => binding.fullName),
   );
-  const authenticated = server
-    .with(authenticationMiddleware({ verifyToken, sessions: runtime.sessions, policies }))
-    .with(rateLimitingMiddleware({ limiter: runtime.rateLimiter, policies }));
+  const authenticated = server.with(
+    admissionMiddleware({
+      authenticate: createAuthenticator({ verifyToken, sessions: runtime.sessions, policies }),
+      spendCallCost: createCallCostSpender({ limiter: runtime.rateLimiter, policies }),
+    }),
+  );
   for (const binding of bindings) {
     binding.addTo(authenticated);
   }

@@ -1,8 +1,7 @@
-import { sql, type CommonQueryMethods } from '@clinical/db';
+import { rowSchema, sql, type CommonQueryMethods } from '@clinical/db';
 import type { Principal } from '@clinical/server-kit';
 import { z } from 'zod/v4';
 import { auditEventFields, type AuditEventRow } from './auditEventRecord.js';
-import { rowSchema } from './rowSchema.js';
 import { visibleEventsCondition } from './trailVisibility.js';
 
 const EVENT_COLUMNS = sql.fragment`

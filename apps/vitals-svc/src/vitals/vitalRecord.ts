@@ -1,7 +1,7 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { COPY_NULL, copyText } from '@clinical/db';
+import { COPY_NULL, copyText, rowSchema } from '@clinical/db';
 import { parseCivilDate } from '@clinical/server-kit';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import type { NormalizedReading } from './validateReading.js';
 
 /** The columns of vital_signs the service selects, in this order. */
@@ -20,9 +20,9 @@ export const VITAL_COLUMNS = [
 /**
  * A vital_signs row as the service selects it (visit_date as text). Shapes
  * only: the column types already guarantee the formats (a uuid column holds
- * UUIDs), and a page parses up to 1,001 rows.
+ * UUIDs), and a page parses up to 1,001 rows (zod 4, through rowSchema).
  */
-export const vitalRow = z.object({
+export const vitalFields = z.object({
   vital_id: z.string(),
   patient_id: z.string(),
   visit_date: z.string().nullable(),
@@ -34,7 +34,8 @@ export const vitalRow = z.object({
   data_batch: z.unknown().nullable(),
   recorded_at: z.date(),
 });
-export type VitalRow = z.infer<typeof vitalRow>;
+export const vitalRow = rowSchema(vitalFields);
+export type VitalRow = z.infer<typeof vitalFields>;
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === 'object' && !Array.isArray(value);

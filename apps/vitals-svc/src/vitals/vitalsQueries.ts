@@ -1,8 +1,9 @@
-import { sql, type AuditContext, type CommonQueryMethods } from '@clinical/db';
+import { rowSchema, sql, type AuditContext, type CommonQueryMethods } from '@clinical/db';
 import { z } from 'zod';
+import { z as z4 } from 'zod/v4';
 import { ACTIVE_STATUSES, type PatientAccessRow } from './patientAccess.js';
 import type { NormalizedReading } from './validateReading.js';
-import { vitalRow, type VitalRow } from './vitalRecord.js';
+import { vitalFields, vitalRow, type VitalRow } from './vitalRecord.js';
 
 const SELECTED_COLUMNS = sql.fragment`
   vital_id, patient_id, visit_date::text AS visit_date, measurement_time, systolic_bp, diastolic_bp,
@@ -10,8 +11,9 @@ const SELECTED_COLUMNS = sql.fragment`
 `;
 
 /** Rows of a page carry the exact cursor of each row (microseconds, UTC), which a JS Date would round. */
-const pageRow = vitalRow.extend({ cursor_time: z.string() });
-export type PageRow = z.infer<typeof pageRow>;
+const pageFields = vitalFields.extend({ cursor_time: z4.string() });
+const pageRow = rowSchema(pageFields);
+export type PageRow = z4.infer<typeof pageFields>;
 
 const accessRow = z.object({ patient_id: z.string(), site_id: z.string(), status: z.string() });
 

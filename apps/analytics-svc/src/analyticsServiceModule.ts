@@ -43,8 +43,10 @@ export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceM
     async stop(runtime) {
       const background = running.get(runtime);
       running.delete(runtime);
+      // The schedule first: no new tick once the refresher has stopped taking attempts.
+      const schedulerStopped = background?.scheduler?.stop();
       await background?.refresher.cancel();
-      await background?.scheduler?.stop();
+      await schedulerStopped;
     },
   };
 }

@@ -1,10 +1,14 @@
 import { analyticsV1 } from '@clinical/contracts';
 import { Status } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
+import { setTimeout as delay } from 'node:timers/promises';
+import { loadAnalyticsConfig } from '../analyticsConfig.js';
+import { createAnalyticsServiceModule } from '../analyticsServiceModule.js';
 import {
   blockRefreshes,
   eventually,
   expectStatus,
+  lockTable,
   refreshLog,
   startAnalyticsService,
   startReplica,
@@ -143,6 +147,37 @@ describe('the refresh schedule, running', () => {
       expect(await refreshLog(service.admin)).toEqual([]);
     } finally {
       await blocker.release();
+    }
+  });
+
+  it('starts no refresh once stopping, even from a scheduled tick that reaches the lock after the stop began', async () => {
+    service = await startAnalyticsService({ ANALYTICS_REFRESH_SCHEDULER: 'off' });
+    const scheduled = createAnalyticsServiceModule(loadAnalyticsConfig({ ANALYTICS_REFRESH_INTERVAL_SECONDS: '1' }));
+    const replica = await startReplica(service, scheduled);
+    const admin = service.admin;
+    await eventually(async () => ((await refreshLog(admin)).some((row) => row.trigger === 'SCHEDULED') ? true : undefined));
+    // A tick stalls reading the refresh log, before it tries the refresh lock; a REFRESH would wait behind vital_signs.
+    const logLock = await lockTable(service.database.url, 'analytics_refreshes');
+    const refreshLock = await blockRefreshes(service.database.url);
+    try {
+      await eventually(async () => {
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS waiting FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%analytics_refreshes%'`,
+        );
+        return rows[0].waiting > 0 ? true : undefined;
+      });
+      const stopped = replica.stop();
+      await delay(300);
+      await logLock.release();
+      const releasedAt = Date.now();
+      await stopped;
+      expect(Date.now() - releasedAt).toBeLessThan(3_000);
+      const { rows } = await admin.query(`SELECT count(*)::int AS refreshing FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%'`);
+      expect(rows[0].refreshing).toBe(0);
+    } finally {
+      await logLock.release();
+      await refreshLock.release();
     }
   });
 });

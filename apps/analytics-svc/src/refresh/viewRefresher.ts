@@ -1,4 +1,6 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { CommonQueryMethods, DatabasePool } from '@clinical/db';
+import { UnavailableError } from '@clinical/errors';
 import type { Logger } from '@clinical/telemetry';
 import type { CurrentRefresh } from './currentRefresh.js';
 import {
@@ -31,7 +33,11 @@ export interface ViewRefresher {
    * stays readable), logged as FAILED, and rethrown.
    */
   withLock<T>(attempt: RefreshAttempt, body: RefreshBody<T>): Promise<LockedRun<T>>;
-  /** At shutdown: cancels the REFRESH this replica runs, if any, without logging it as a failure, and waits for it to end. */
+  /**
+   * At shutdown: refuses new attempts (UNAVAILABLE), cancels the REFRESH this
+   * replica runs, if any, without logging it as a failure, and returns when
+   * no attempt is left.
+   */
   cancel(): Promise<void>;
 }
 
@@ -49,6 +55,9 @@ export function describeFailure(error: unknown): string {
   return name;
 }
 
+/** How often cancel() repeats itself while an attempt is still running. */
+const CANCEL_REPEAT_MS = 100;
+
 export function createViewRefresher(options: {
   readonly pool: DatabasePool;
   readonly logger: Logger;
@@ -63,8 +72,15 @@ export function createViewRefresher(options: {
   const inFlight = new Set<Promise<unknown>>();
   let stopping = false;
 
+  const refuseWhenStopping = () => {
+    if (stopping) {
+      throw new UnavailableError('this replica is stopping; retry on another one');
+    }
+  };
+
   return {
     async withLock(attempt, body) {
+      refuseWhenStopping();
       // The lock is a session lock: it needs the same connection from try-lock to unlock.
       const run = pool.connect(async (connection) => {
         const lock = await tryLockRefresh(connection);
@@ -77,6 +93,7 @@ export function createViewRefresher(options: {
         try {
           const value = await connection.transaction((transaction) =>
             body(async () => {
+              refuseWhenStopping();
               refreshStarted = true;
               refreshed = await refreshViewAndLog(transaction, options.statementTimeoutMs, attempt);
               return refreshed;
@@ -110,10 +127,14 @@ export function createViewRefresher(options: {
     },
     async cancel() {
       stopping = true;
-      if (runningPid !== undefined) {
-        await cancelBackend(pool, runningPid).catch(() => {});
+      // Until every attempt has returned: a cancel that reaches PostgreSQL between two statements
+      // of an attempt (its REFRESH not yet sent) cancels nothing, so it is sent again.
+      while (inFlight.size > 0) {
+        if (runningPid !== undefined) {
+          await cancelBackend(pool, runningPid).catch(() => {});
+        }
+        await Promise.race([Promise.allSettled(inFlight), delay(CANCEL_REPEAT_MS)]);
       }
-      await Promise.allSettled(inFlight);
     },
   };
 }

@@ -82,12 +82,22 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
 
 /** Holds ACCESS EXCLUSIVE on vital_signs in an open transaction of its own: a REFRESH waits behind it. */
 export async function blockRefreshes(databaseUrl: string): Promise<{ release(): Promise<void> }> {
+  return lockTable(databaseUrl, 'vital_signs');
+}
+
+/** Holds an ACCESS EXCLUSIVE lock on `table` (every other use of it waits) until released. */
+export async function lockTable(databaseUrl: string, table: string): Promise<{ release(): Promise<void> }> {
   const blocker = new pg.Client({ connectionString: databaseUrl });
   await blocker.connect();
   await blocker.query('BEGIN');
-  await blocker.query('LOCK TABLE vital_signs IN ACCESS EXCLUSIVE MODE');
+  await blocker.query(`LOCK TABLE ${pg.escapeIdentifier(table)} IN ACCESS EXCLUSIVE MODE`);
+  let released = false;
   return {
     async release() {
+      if (released) {
+        return;
+      }
+      released = true;
       await blocker.query('ROLLBACK');
       await blocker.end();
     },

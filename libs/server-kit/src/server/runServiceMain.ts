@@ -5,13 +5,14 @@ import { startService, type ServiceModule } from './startService.js';
 
 /**
  * A service process's main: configuration from the environment (exit 78 with
- * every problem listed when it is wrong), serve, and stop gracefully on
- * SIGTERM or SIGINT.
+ * every problem listed when it is wrong, also when it does not fit the
+ * service, such as a rate limit below a method's cost), serve, and stop
+ * gracefully on SIGTERM or SIGINT.
  */
 export async function runServiceMain(module: ServiceModule): Promise<void> {
-  let config;
+  let running;
   try {
-    config = loadServiceConfig(module.name);
+    running = await startService(module, loadServiceConfig(module.name));
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${module.name}: ${error.message}\n`);
@@ -19,7 +20,6 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
     }
     throw error;
   }
-  const running = await startService(module, config);
   const { logger } = running.runtime;
   logger.info({ port: running.port }, 'serving');
   const stop = async (signal: NodeJS.Signals) => {

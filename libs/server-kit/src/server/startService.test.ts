@@ -4,6 +4,7 @@ import { ClientError, createClient, createClientFactory, Metadata, Status } from
 import { errorDetailsClientMiddleware, RetryInfo, RichClientError } from 'nice-grpc-error-details';
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../config/loadConfig.js';
 import { startTestService, type TestService } from '../testing/startTestService.js';
 import { defineService } from './defineService.js';
 import { notYetServed } from './notYetServed.js';
@@ -44,6 +45,24 @@ const probeModule: ServiceModule = {
     ),
   ],
 };
+
+describe('the rate limit against the cost of each method', () => {
+  it('refuses to start (a configuration error naming the variable and the method) when one call costs more than a window holds', async () => {
+    const costly: ServiceModule = {
+      ...probeModule,
+      createServices: (runtime) =>
+        (probeModule.createServices(runtime) as ReturnType<typeof defineService>[]).map((binding) => ({
+          ...binding,
+          policies: new Map([...binding.policies].map(([path, policy]) => [path, path.endsWith('/RefreshAnalytics') ? { ...policy, cost: 10 } : policy])),
+        })),
+    };
+    const error = await startTestService(costly, { RATE_LIMIT_POINTS: '5' }).catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      'RATE_LIMIT_POINTS: 5 is less than what one call of /clinical.analytics.v1.AnalyticsService/RefreshAnalytics costs',
+    ]);
+  });
+});
 
 describe('the edge: errors become statuses with details', () => {
   let service: TestService;

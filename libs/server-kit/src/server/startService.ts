@@ -23,6 +23,7 @@ import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { createTokenVerifier } from '../auth/tokens.js';
+import { ConfigError } from '../config/loadConfig.js';
 import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
 import { admissionMiddleware } from '../middleware/admission.js';
 import { createAuthenticator } from '../middleware/authentication.js';
@@ -150,8 +151,33 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   }, 15 * 60_000);
   idempotencyPurge.unref();
 
+  /** Stops the module's background work and closes what the runtime opened, after the last call. */
+  const releaseRuntime = async () => {
+    clearInterval(idempotencyPurge);
+    await module.stop?.(runtime);
+    await runtime.accessRecorder.close().catch((error: unknown) => {
+      logger.error({ pending: runtime.accessRecorder.stats().pending, error: (error as Error).name }, 'access events lost at shutdown');
+    });
+    // A call cut off by the grace period may still have a statement running: slonik's end
+    // rejects with that statement's error, which at this point is nothing but a log line.
+    await pool.end().catch((error: unknown) => {
+      logger.warn({ error: (error as Error).name }, 'a statement was still running when the pool closed');
+    });
+    // Last try at deleting cache entries a failed post-commit write left stale.
+    await runtime.cache.close();
+    redis.disconnect();
+  };
+
   const bindings = await module.createServices(runtime);
   const policies = new Map<string, MethodPolicy>(bindings.flatMap((binding) => [...binding.policies]));
+  // A method that costs more than a whole window could never be called: refuse to start instead.
+  const unaffordable = [...policies].filter(([, policy]) => policy.cost > config.rateLimit.points).map(([path]) => path);
+  if (unaffordable.length > 0) {
+    await releaseRuntime();
+    throw new ConfigError([
+      `RATE_LIMIT_POINTS: ${config.rateLimit.points} is less than what one call of ${unaffordable.join(', ')} costs`,
+    ]);
+  }
   const verifyToken = await createTokenVerifier(config.jwt);
 
   const health = HealthState();
@@ -201,19 +227,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
           }),
         ]);
         clearTimeout(graceTimer);
-        clearInterval(idempotencyPurge);
-        await module.stop?.(runtime);
-        await runtime.accessRecorder.close().catch((error: unknown) => {
-          logger.error({ pending: runtime.accessRecorder.stats().pending, error: (error as Error).name }, 'access events lost at shutdown');
-        });
-        // A call cut off by the grace period may still have a statement running: slonik's end
-        // rejects with that statement's error, which at this point is nothing but a log line.
-        await pool.end().catch((error: unknown) => {
-          logger.warn({ error: (error as Error).name }, 'a statement was still running when the pool closed');
-        });
-        // Last try at deleting cache entries a failed post-commit write left stale.
-        await runtime.cache.close();
-        redis.disconnect();
+        await releaseRuntime();
       })();
       return stopping;
     },

@@ -4,6 +4,8 @@ import descriptor from 'protobufjs/ext/descriptor/index.js';
 import { HealthDefinition, HealthCheckResponse_ServingStatus } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceModule } from '../server/startService.js';
+import { ROLES } from '../auth/principal.js';
+import { corruptRequests, sendRawRequests, SERVER_FAULTS } from './corruptRequests.js';
 import { ReflectionClient } from './reflectionClient.js';
 import { startTestService, type TestService } from './startTestService.js';
 
@@ -46,7 +48,8 @@ export function serviceBootSuite(module: ServiceModule, expectedServices: readon
     let service: TestService;
 
     beforeAll(async () => {
-      service = await startTestService(module);
+      // The corrupt-request check below calls every method many times, the dearest ones too.
+      service = await startTestService(module, { RATE_LIMIT_POINTS: '1000000' });
     });
     afterAll(async () => {
       await service?.stop();
@@ -78,6 +81,32 @@ export function serviceBootSuite(module: ServiceModule, expectedServices: readon
         reflection.close();
       }
     });
+
+    it('answers corrupt request bytes on every method with a status that blames the request, never a server fault', async () => {
+      const token = await service.token({ sub: 'corrupt-requests', roles: [...ROLES], sites: '*' });
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${token}`);
+      const reflection = new ReflectionClient(service.address);
+      const faults: string[] = [];
+      try {
+        for (const [serviceIndex, name] of expectedServices.entries()) {
+          const ServiceClient = await reflection.serviceClient(name);
+          for (const [methodIndex, method] of Object.values(ServiceClient.service).entries()) {
+            // Fixed seeds: a fault names the seed and the index that produce the request again.
+            const seed = 1_000 * serviceIndex + methodIndex;
+            const statuses = await sendRawRequests(service.address, method, corruptRequests(seed, 24), metadata);
+            for (const [index, status] of statuses.entries()) {
+              if (SERVER_FAULTS.has(status)) {
+                faults.push(`${method.path}: ${grpc.status[status]} for corruptRequests(${seed}, 24)[${index}]`);
+              }
+            }
+          }
+        }
+      } finally {
+        reflection.close();
+      }
+      expect(faults).toEqual([]);
+    }, 120_000);
 
     it('answers a call built from reflection alone, and refuses it without a token', async () => {
       const reflection = new ReflectionClient(service.address);

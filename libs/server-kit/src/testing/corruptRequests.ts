@@ -1,0 +1,116 @@
+import * as grpc from '@grpc/grpc-js';
+
+/** Statuses no request may cause: each means the server failed, not the caller. */
+export const SERVER_FAULTS: ReadonlySet<grpc.status> = new Set([
+  grpc.status.INTERNAL,
+  grpc.status.UNKNOWN,
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.DATA_LOSS,
+  grpc.status.UNIMPLEMENTED,
+]);
+
+/** A small seeded generator (mulberry32), so that a failing request can be produced again. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+const varint = (value: number): number[] => {
+  const bytes: number[] = [];
+  let rest = value;
+  while (rest > 0x7f) {
+    bytes.push((rest & 0x7f) | 0x80);
+    rest = Math.floor(rest / 128);
+  }
+  bytes.push(rest);
+  return bytes;
+};
+
+/**
+ * Request bytes that no schema-aware client would send, from `seed`: random
+ * bytes; fields 1 to 12 of every wire type with odd contents (empty, huge,
+ * non-UTF-8, UUID-like, negative and out-of-range numbers, nested garbage,
+ * lengths that run past the end); and such messages with bytes flipped.
+ */
+export function corruptRequests(seed: number, count: number): Uint8Array[] {
+  const random = seededRandom(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const bytesOf = (length: number) => Array.from({ length }, () => Math.floor(random() * 256));
+  const text = () =>
+    pick([
+      [],
+      [...Buffer.from('00000000-0000-4000-8000-000000000000')],
+      [...Buffer.from('x'.repeat(1 + Math.floor(random() * 3_000)))],
+      [0xc3, 0x28, 0xff],
+      bytesOf(Math.floor(random() * 40)),
+    ]);
+  const field = (): number[] => {
+    const number = 1 + Math.floor(random() * 12);
+    switch (pick(['varint', 'len', 'fixed64', 'fixed32', 'truncated'] as const)) {
+      case 'varint':
+        return [(number << 3) | 0, ...pick([varint(0), varint(2 ** 31), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], varint(7)])];
+      case 'len': {
+        const body = random() < 0.3 ? [...field(), ...field()] : text();
+        return [(number << 3) | 2, ...varint(body.length), ...body];
+      }
+      case 'fixed64':
+        return [(number << 3) | 1, ...bytesOf(8)];
+      case 'fixed32':
+        return [(number << 3) | 5, ...bytesOf(4)];
+      case 'truncated':
+        return [(number << 3) | 2, ...varint(1_000), ...bytesOf(3)];
+    }
+  };
+  return Array.from({ length: count }, () => {
+    if (random() < 0.2) {
+      return Uint8Array.from(bytesOf(Math.floor(random() * 64)));
+    }
+    const message = Array.from({ length: 1 + Math.floor(random() * 4) }, field).flat();
+    if (random() < 0.3 && message.length > 0) {
+      message[Math.floor(random() * message.length)] = Math.floor(random() * 256);
+    }
+    return Uint8Array.from(message);
+  });
+}
+
+/** Sends `requests` (raw bytes) to one method, a client stream as one or two messages; returns each status. */
+export async function sendRawRequests(
+  address: string,
+  method: { readonly path: string; readonly requestStream: boolean },
+  requests: readonly Uint8Array[],
+  metadata: grpc.Metadata,
+): Promise<grpc.status[]> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const passthrough = (bytes: Uint8Array) => Buffer.from(bytes);
+  try {
+    const statuses: grpc.status[] = [];
+    for (const [index, request] of requests.entries()) {
+      statuses.push(
+        await new Promise<grpc.status>((resolve) => {
+          const done = (error: grpc.ServiceError | null) => resolve(error ? error.code : grpc.status.OK);
+          const options = { deadline: Date.now() + 10_000 };
+          if (method.requestStream) {
+            const call = client.makeClientStreamRequest(method.path, passthrough, (bytes: Buffer) => bytes, metadata, options, done);
+            call.write(request);
+            if (index % 2 === 1) {
+              call.write(requests[index - 1]!);
+            }
+            call.end();
+          } else {
+            client.makeUnaryRequest(method.path, passthrough, (bytes: Buffer) => bytes, request, metadata, options, done);
+          }
+        }),
+      );
+    }
+    return statuses;
+  } finally {
+    client.close();
+  }
+}

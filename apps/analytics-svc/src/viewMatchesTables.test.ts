@@ -1,7 +1,8 @@
 import { analyticsV1 } from '@clinical/contracts';
+import { seededRandom } from '@clinical/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnalyticsService, startReplica, type AnalyticsTestService } from './testing/analyticsTestService.js';
-import { directFigures, insertRandomTrial, insertVitals, seededRandom, STATUSES, type DirectFigures } from './testing/trialData.js';
+import { directFigures, insertRandomTrial, insertVitals, STATUSES, type DirectFigures } from './testing/trialData.js';
 
 /**
  * After each refresh, every figure the service returns is compared with the

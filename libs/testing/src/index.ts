@@ -3,3 +3,4 @@ export { createTemplateDatabase, createTestDatabase, type TestDatabase } from '.
 export { setupTestEnvironment } from './setupTestEnvironment.js';
 export { testServices, uniqueKeyPrefix } from './testContext.js';
 export { recordedSpans } from './recordedSpans.js';
+export { seededRandom } from './seededRandom.js';

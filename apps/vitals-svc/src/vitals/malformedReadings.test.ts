@@ -1,5 +1,5 @@
 import { vitalsV1 } from '@clinical/contracts';
-import { recordedSpans } from '@clinical/testing';
+import { recordedSpans, seededRandom } from '@clinical/testing';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { Status } from 'nice-grpc';
@@ -165,11 +165,7 @@ describe('bytes no client library would send', () => {
       readings: [reading(patientId, 1, { deviceData: { model: 'BP-200', channels: [1, 2], ok: true } }), reading(patientId, 2)],
       requestId: '',
     }).finish();
-    let seed = 42;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededRandom(42);
     const seen = new Set<string>();
     for (let attempt = 0; attempt < 300; attempt += 1) {
       const bytes = Uint8Array.from(valid);

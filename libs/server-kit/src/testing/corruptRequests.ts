@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { seededRandom } from '@clinical/testing';
 
 /** Statuses no request may cause: each means the server failed, not the caller. */
 export const SERVER_FAULTS: ReadonlySet<grpc.status> = new Set([
@@ -9,18 +10,6 @@ export const SERVER_FAULTS: ReadonlySet<grpc.status> = new Set([
   grpc.status.DATA_LOSS,
   grpc.status.UNIMPLEMENTED,
 ]);
-
-/** A small seeded generator (mulberry32), so that a failing request can be produced again. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const varint = (value: number): number[] => {
   const bytes: number[] = [];

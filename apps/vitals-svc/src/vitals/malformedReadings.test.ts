@@ -4,6 +4,7 @@ import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendRawRequests } from '@clinical/server-kit/testing';
 import { expectStatus, reading, startVitalsTestBed, type VitalsTestBed } from '../testing/vitalsTestKit.js';
 
 let bed: VitalsTestBed;
@@ -110,23 +111,11 @@ describe('malformed readings are INVALID_ARGUMENT naming the field, and nothing 
 
 /** Calls a method with raw bytes, as a client in any language could. */
 async function rawCall(method: string, bytes: Uint8Array, token: string): Promise<grpc.status> {
-  const client = new grpc.Client(bed.service.address, grpc.credentials.createInsecure());
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${token}`);
-  try {
-    return await new Promise((resolve) => {
-      client.makeUnaryRequest(
-        `/clinical.vitals.v1.VitalsService/${method}`,
-        (value: Uint8Array) => Buffer.from(value),
-        (response: Buffer) => response,
-        bytes,
-        metadata,
-        (error) => resolve(error?.code ?? grpc.status.OK),
-      );
-    });
-  } finally {
-    client.close();
-  }
+  const path = `/clinical.vitals.v1.VitalsService/${method}`;
+  const [status] = await sendRawRequests(bed.service.address, { path, requestStream: false }, [bytes], metadata);
+  return status!;
 }
 
 /** A Timestamp message with any seconds and nanos, which a Date cannot express. */

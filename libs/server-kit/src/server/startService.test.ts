@@ -5,6 +5,7 @@ import { errorDetailsClientMiddleware, RetryInfo, RichClientError } from 'nice-g
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../config/loadConfig.js';
+import { sendRawRequests } from '../testing/corruptRequests.js';
 import { startTestService, type TestService } from '../testing/startTestService.js';
 import { defineService } from './defineService.js';
 import { notYetServed } from './notYetServed.js';
@@ -119,22 +120,16 @@ describe('the edge: errors become statuses with details', () => {
 
   it('answers bytes that are not the request message with INVALID_ARGUMENT, not INTERNAL', async () => {
     const grpc = await import('@grpc/grpc-js');
-    const client = new grpc.Client(service.address, grpc.credentials.createInsecure());
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${token}`);
-    const code = await new Promise<number>((resolve) => {
-      client.makeUnaryRequest(
-        '/clinical.analytics.v1.AnalyticsService/GetSiteAnalytics',
-        (bytes: Buffer) => bytes,
-        (bytes: Buffer) => bytes,
-        // Field 1 as a length-delimited string claiming 100 bytes, then nothing.
-        Buffer.from([0x0a, 0x64, 0x41]),
-        metadata,
-        (error) => resolve(error?.code ?? 0),
-      );
-    });
-    client.close();
-    expect(Status[code]).toBe('INVALID_ARGUMENT');
+    const [code] = await sendRawRequests(
+      service.address,
+      { path: '/clinical.analytics.v1.AnalyticsService/GetSiteAnalytics', requestStream: false },
+      // Field 1 as a length-delimited string claiming 100 bytes, then nothing.
+      [Uint8Array.from([0x0a, 0x64, 0x41])],
+      metadata,
+    );
+    expect(Status[code!]).toBe('INVALID_ARGUMENT');
   });
 
   it('refuses a role the method does not allow', async () => {

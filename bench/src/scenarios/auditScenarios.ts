@@ -1,4 +1,4 @@
-import { auditV1, patientV1 } from '@clinical/contracts';
+import { auditV1 } from '@clinical/contracts';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad } from '../loadGenerator.js';
@@ -6,7 +6,7 @@ import { measureGrpcBaseline } from '../baseline.js';
 import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import type { RunSettings, Scenario } from '../scenario.js';
-import { seedPatients, SITES } from './patientScenarios.js';
+import { getPatientCaller, seedPatients, SITES } from './patientScenarios.js';
 
 /** Events stored before measuring; AUDIT_BENCH_EVENTS=10000000 for the 10M case (minutes to generate). */
 const STORED_EVENTS = Number(process.env.AUDIT_BENCH_EVENTS ?? 1_000_000);
@@ -165,13 +165,7 @@ async function getPatientAuditOnOff(environment: BenchEnvironment, settings: Run
   const token = await environment.token({ roles: ['monitor'], sites: SITES });
   const measure = async (accessAudit: 'on' | 'off') => {
     const service = await startServiceProcess('patient-svc', { ...environment.serviceEnv, ACCESS_AUDIT: accessAudit });
-    const caller = unaryCaller(
-      service.address,
-      '/clinical.patient.v1.PatientService/GetPatient',
-      (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
-      (bytes) => patientV1.GetPatientResponse.decode(bytes),
-      token,
-    );
+    const caller = getPatientCaller(service.address, token);
     try {
       for (const patientId of ids) {
         await caller.call({ patientId });

@@ -42,6 +42,17 @@ async function withPatientService<T>(environment: BenchEnvironment, use: (servic
   }
 }
 
+/** A GetPatient caller on the bench's raw client. */
+export function getPatientCaller(address: string, token: string) {
+  return unaryCaller(
+    address,
+    '/clinical.patient.v1.PatientService/GetPatient',
+    (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
+    (bytes) => patientV1.GetPatientResponse.decode(bytes),
+    token,
+  );
+}
+
 /**
  * GetPatient served from the cache (every id read once before measuring), and
  * GetPatient missing it (every call a patient never read), against the
@@ -56,13 +67,7 @@ export async function getPatient(
   const ids = await seedPatients(environment.database.url, poolSize);
   const token = await environment.token({ roles: ['monitor'], sites: SITES });
   return withPatientService(environment, async (service) => {
-    const caller = unaryCaller(
-      service.address,
-      '/clinical.patient.v1.PatientService/GetPatient',
-      (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
-      (bytes) => patientV1.GetPatientResponse.decode(bytes),
-      token,
-    );
+    const caller = getPatientCaller(service.address, token);
     try {
       const sample = await caller.call({ patientId: ids[0]! });
       if (mode === 'hit') {

@@ -1,6 +1,6 @@
 import { startService, type RunningService, type ServiceModule } from '@clinical/server-kit';
-import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import { createChannel, createClient, Metadata, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
+import { clientOn, startTestService, type TestService } from '@clinical/server-kit/testing';
+import { createChannel, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
 import pg from 'pg';
 import { loadAnalyticsConfig } from '../analyticsConfig.js';
 import { createAnalyticsServiceModule } from '../analyticsServiceModule.js';
@@ -52,10 +52,7 @@ export async function startReplica(primary: TestService, module: ServiceModule):
   return {
     running,
     channel,
-    client(definition, token) {
-      const metadata = token ? Metadata({ authorization: `Bearer ${token}` }) : Metadata();
-      return createClient(definition, channel, { '*': { metadata } });
-    },
+    client: (definition, token) => clientOn(channel, definition, token),
     async stop() {
       await running.stop();
       channel.close();

@@ -22,6 +22,12 @@ export interface TestService {
   stop(): Promise<void>;
 }
 
+/** A client of `definition` over `channel`, sending `token` (if any) on every call. */
+export function clientOn<Definition extends CompatServiceDefinition>(channel: Channel, definition: Definition, token?: string): Client<Definition> {
+  const metadata = token ? Metadata({ authorization: `Bearer ${token}` }) : Metadata();
+  return createClient(definition, channel, { '*': { metadata } });
+}
+
 /**
  * Starts `module` on 127.0.0.1 port 0 against a fresh database cloned from
  * the migrated template and the test Redis (keys under a unique prefix).
@@ -63,10 +69,7 @@ export async function startTestService(module: ServiceModule, env: Record<string
       await running.runtime.sessions.create({ sid, sub: claims.sub ?? 'test', createdAt: new Date().toISOString() });
       return token;
     },
-    client(definition, token) {
-      const metadata = token ? Metadata({ authorization: `Bearer ${token}` }) : Metadata();
-      return createClient(definition, channel, { '*': { metadata } });
-    },
+    client: (definition, token) => clientOn(channel, definition, token),
     async stop() {
       await running.stop();
       channel.close();

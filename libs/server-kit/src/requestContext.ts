@@ -2,27 +2,14 @@ import type { AccessEvent, AuditContext, IdempotencyKey } from '@clinical/db';
 import { activeTraceId } from '@clinical/telemetry';
 import type { HandlerContext } from './middleware/authentication.js';
 
-/** Client IPs by peer ('' for a peer without one), forgotten all at once when full. */
-const ipByPeer = new Map<string, string>();
-const MAX_REMEMBERED_PEERS = 10_000;
-
 /**
  * The caller's IP from the call's peer, if any. grpc-js gives `10.0.0.1:5000`
  * or `[::1]:5000`; other stacks prefix `ipv4:` / `ipv6:`.
  */
 export function clientIpOf(context: Pick<HandlerContext, 'peer'>): string | undefined {
-  // Every call of a connection has the same peer: parse it once per connection, not per call.
-  let ip = ipByPeer.get(context.peer);
-  if (ip === undefined) {
-    const peer = context.peer.replace(/^ipv[46]:/, '');
-    const match = /^([\d.]+):\d+$/.exec(peer) ?? /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(peer);
-    ip = match?.[1] ?? '';
-    if (ipByPeer.size >= MAX_REMEMBERED_PEERS) {
-      ipByPeer.clear();
-    }
-    ipByPeer.set(context.peer, ip);
-  }
-  return ip || undefined;
+  const peer = context.peer.replace(/^ipv[46]:/, '');
+  const match = /^([\d.]+):\d+$/.exec(peer) ?? /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(peer);
+  return match?.[1];
 }
 
 /** The audit context of a write made for this call. */

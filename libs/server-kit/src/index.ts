@@ -35,7 +35,7 @@ export {
   type CivilDate,
   type StringRule,
 } from './validation/fieldValidator.js';
-export { jsonDocumentProblem } from './validation/jsonDocuments.js';
+export { checkJsonDocument, type JsonDocumentRule } from './validation/jsonDocuments.js';
 export { notYetServed } from './server/notYetServed.js';
 export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';
 export { messageCodec, runAuditedMutation, type MutationOptions } from './auditedMutation.js';

@@ -1,5 +1,5 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { formatCivilDate, jsonDocumentProblem } from '@clinical/server-kit';
+import { checkJsonDocument, formatCivilDate } from '@clinical/server-kit';
 import type { ReadingViolations } from './readingViolations.js';
 
 /** Ranges of the contract (vitals.proto), inclusive. The table's CHECK constraints hold the same bounds. */
@@ -67,17 +67,12 @@ function checkDeviceData(
   if (deviceData === undefined) {
     return null;
   }
-  const problem = jsonDocumentProblem(deviceData, MAX_DEVICE_DATA_DEPTH);
-  if (problem) {
-    violations.add(`${at}.device_data`, problem);
+  const checked = checkJsonDocument(deviceData, { maxBytes: MAX_DEVICE_DATA_BYTES, maxDepth: MAX_DEVICE_DATA_DEPTH });
+  if ('problem' in checked) {
+    violations.add(`${at}.device_data`, checked.problem);
     return null;
   }
-  const json = JSON.stringify(deviceData);
-  if (Buffer.byteLength(json) > MAX_DEVICE_DATA_BYTES) {
-    violations.add(`${at}.device_data`, `must be at most ${MAX_DEVICE_DATA_BYTES} bytes as JSON`);
-    return null;
-  }
-  return { value: deviceData, json };
+  return { value: deviceData, json: checked.json };
 }
 
 /**

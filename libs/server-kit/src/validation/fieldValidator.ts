@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type FieldViolation } from '@clinical/errors';
-import { jsonDocumentProblem } from './jsonDocuments.js';
+import { checkJsonDocument, type JsonDocumentRule } from './jsonDocuments.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -132,25 +132,19 @@ export class FieldValidator {
 
   /**
    * Checks a JSON document (a decoded google.protobuf.Struct) that will be
-   * stored as jsonb: storable (jsonDocumentProblem) and at most `maxBytes` as
-   * JSON text.
+   * stored as jsonb (checkJsonDocument).
    * @returns its JSON text, or undefined when it is absent or invalid.
    */
-  jsonDocument(field: string, value: object | undefined, rule: { maxBytes: number; maxDepth: number }): string | undefined {
+  jsonDocument(field: string, value: object | undefined, rule: JsonDocumentRule): string | undefined {
     if (value === undefined) {
       return undefined;
     }
-    const problem = jsonDocumentProblem(value, rule.maxDepth);
-    if (problem) {
-      this.add(field, problem);
+    const checked = checkJsonDocument(value, rule);
+    if ('problem' in checked) {
+      this.add(field, checked.problem);
       return undefined;
     }
-    const json = JSON.stringify(value);
-    if (Buffer.byteLength(json) > rule.maxBytes) {
-      this.add(field, `must be at most ${rule.maxBytes} bytes as JSON`);
-      return undefined;
-    }
-    return json;
+    return checked.json;
   }
 
   /** Checks that an enum value is one of `allowed` (closed set; unknown numbers are refused). */

@@ -38,3 +38,22 @@ export function jsonDocumentProblem(value: unknown, maxDepth: number): string | 
   }
   return undefined;
 }
+
+/** The limits of a JSON document field. */
+export interface JsonDocumentRule {
+  readonly maxBytes: number;
+  readonly maxDepth: number;
+}
+
+/**
+ * A JSON document checked for storage: its JSON text, or what is wrong with
+ * it (jsonDocumentProblem, or more than `maxBytes` of JSON text).
+ */
+export function checkJsonDocument(value: object, rule: JsonDocumentRule): { json: string } | { problem: string } {
+  const problem = jsonDocumentProblem(value, rule.maxDepth);
+  if (problem) {
+    return { problem };
+  }
+  const json = JSON.stringify(value);
+  return Buffer.byteLength(json) > rule.maxBytes ? { problem: `must be at most ${rule.maxBytes} bytes as JSON` } : { json };
+}

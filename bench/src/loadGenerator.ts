@@ -1,6 +1,17 @@
-/** Closed-loop load: `concurrency` callers, each starting its next call when the last one ends. */
+/**
+ * Two kinds of load:
+ * - closed loop: `concurrency` callers, each starting its next call when the
+ *   last one ends. It finds the throughput; at many calls in flight its
+ *   latency is mostly queueing (Little's law: in flight / throughput).
+ * - open loop (`ratePerSecond`): calls start on a fixed schedule whatever the
+ *   answers do, and each latency is counted from the call's scheduled start,
+ *   so a stalled client or server cannot hide its own backlog (no
+ *   coordinated omission). It shows the latency at a given load.
+ */
 export interface LoadOptions {
   readonly concurrency: number;
+  /** Open loop at this many calls per second; `concurrency` is then ignored. */
+  readonly ratePerSecond?: number;
   readonly durationMs: number;
   /** Calls made before measuring starts (connections, JIT, caches). */
   readonly warmupMs?: number;
@@ -20,6 +31,12 @@ export interface LoadResult {
   readonly maxMs: number;
 }
 
+interface Samples {
+  readonly latencies: number[];
+  errors: number;
+  firstError?: string;
+}
+
 function percentile(sorted: Float64Array, fraction: number): number {
   if (sorted.length === 0) {
     return Number.NaN;
@@ -27,47 +44,74 @@ function percentile(sorted: Float64Array, fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
 }
 
-async function drive(options: LoadOptions, durationMs: number, counter: { next: number }, record: boolean) {
-  const latencies: number[] = [];
-  let errors = 0;
-  let firstError: string | undefined;
+/** Makes call `index`, counting its latency from `startedAt` when recording. */
+async function timedCall(options: LoadOptions, index: number, startedAt: number, samples: Samples | undefined): Promise<void> {
+  try {
+    await options.call(index);
+    samples?.latencies.push(performance.now() - startedAt);
+  } catch (error) {
+    if (samples) {
+      samples.errors += 1;
+      samples.firstError ??= (error as Error).message;
+    }
+  }
+}
+
+async function driveClosedLoop(options: LoadOptions, durationMs: number, counter: { next: number }, samples?: Samples) {
   const deadline = performance.now() + durationMs;
-  const started = performance.now();
   await Promise.all(
     Array.from({ length: options.concurrency }, async () => {
       while (performance.now() < deadline) {
         const index = counter.next;
         counter.next += 1;
-        const begin = performance.now();
-        try {
-          await options.call(index);
-          if (record) {
-            latencies.push(performance.now() - begin);
-          }
-        } catch (error) {
-          errors += 1;
-          firstError ??= (error as Error).message;
-        }
+        await timedCall(options, index, performance.now(), samples);
       }
     }),
   );
-  return { latencies, errors, firstError, seconds: (performance.now() - started) / 1_000 };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function driveOpenLoop(rate: number, options: LoadOptions, durationMs: number, counter: { next: number }, samples?: Samples) {
+  const interval = 1_000 / rate;
+  const start = performance.now();
+  const due = Math.floor(durationMs / interval);
+  const calls: Promise<void>[] = [];
+  for (let sent = 0; sent < due; ) {
+    // Timers fire late by up to a millisecond or more; every call whose time has come starts now,
+    // timed from when it should have started.
+    const now = performance.now();
+    while (sent < due && start + sent * interval <= now) {
+      calls.push(timedCall(options, counter.next, start + sent * interval, samples));
+      counter.next += 1;
+      sent += 1;
+    }
+    await sleep(Math.max(0, start + sent * interval - performance.now()));
+  }
+  await Promise.all(calls);
 }
 
 /** Runs the load and reports throughput and latency percentiles of the measured part. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const counter = { next: 0 };
+  const drive = (durationMs: number, samples?: Samples) =>
+    options.ratePerSecond
+      ? driveOpenLoop(options.ratePerSecond, options, durationMs, counter, samples)
+      : driveClosedLoop(options, durationMs, counter, samples);
   if (options.warmupMs) {
-    await drive(options, options.warmupMs, counter, false);
+    await drive(options.warmupMs);
   }
-  const { latencies, errors, firstError, seconds } = await drive(options, options.durationMs, counter, true);
-  const sorted = Float64Array.from(latencies).sort();
+  const samples: Samples = { latencies: [], errors: 0 };
+  const started = performance.now();
+  await drive(options.durationMs, samples);
+  const seconds = (performance.now() - started) / 1_000;
+  const sorted = Float64Array.from(samples.latencies).sort();
   return {
-    calls: latencies.length,
-    errors,
-    firstError,
+    calls: sorted.length,
+    errors: samples.errors,
+    firstError: samples.firstError,
     seconds,
-    rps: latencies.length / seconds,
+    rps: sorted.length / seconds,
     p50Ms: percentile(sorted, 0.5),
     p90Ms: percentile(sorted, 0.9),
     p99Ms: percentile(sorted, 0.99),

@@ -92,7 +92,9 @@ export async function startServiceProcess(
   const portVariable = `${name.replace('-svc', '').toUpperCase()}_SVC_PORT`;
   // BENCH_CPU_PROFILE_DIR=<dir>: each service writes a V8 CPU profile there when it stops.
   const profiling = process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
-  const child = spawn(process.execPath, [...profiling, ...SERVICE_PROCESS_ARGUMENTS], {
+  // BENCH_SERVICE_NODE_FLAGS='--trace-gc ...': more Node flags for the services (not the bench itself).
+  const extraFlags = process.env.BENCH_SERVICE_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...profiling, ...extraFlags, ...SERVICE_PROCESS_ARGUMENTS], {
     cwd: `${ROOT}apps/${name}`,
     env: { ...process.env, ...env, [portVariable]: String(port), GRPC_HOST: '127.0.0.1', SERVICE_NAME: name, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -10,6 +10,8 @@ export interface ScenarioReport {
   readonly baseline: LoadResult;
   readonly measured: LoadResult;
   readonly concurrency: number;
+  /** Set for an open-loop run: the calls started per second (concurrency then does not apply). */
+  readonly ratePerSecond?: number;
   /** Peak resident memory of the service process during the run, MiB. */
   readonly servicePeakRssMiB: number;
   /** Extra figures a scenario reports (e.g. rows per second). */

@@ -5,7 +5,7 @@ import { measureGrpcBaseline } from '../baseline.js';
 import { runLoad } from '../loadGenerator.js';
 import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-import type { RunSettings, Scenario } from '../scenario.js';
+import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
 
 /**
  * analytics-svc: GetSiteAnalytics at rest, the refresh's duration, and
@@ -18,10 +18,10 @@ import type { RunSettings, Scenario } from '../scenario.js';
  *
  * Each size reports two rows: the read against the bare grpc-js baseline
  * (same response bytes), and the read during refreshes against the read at
- * rest (same concurrency, same run). Besides the CLI's concurrency (a
- * throughput figure: at 32 in flight on 2 cores, latency is mostly queueing),
- * both are measured at ANALYTICS_BENCH_PROBE_CONCURRENCY (4 by default), the
- * load the p99 targets are meant for.
+ * rest (same load, same run), at each load shape: the CLI's concurrency in a
+ * closed loop (a throughput figure: at 32 in flight on 2 cores, latency is
+ * mostly queueing) and the CLI's rate in an open loop, the load the p99
+ * targets are read at.
  */
 
 const SITES = Array.from({ length: 20 }, (_, index) => `SITE-${String(index + 1).padStart(2, '0')}`);
@@ -121,7 +121,6 @@ function refreshLoop(refresh: () => Promise<analyticsV1.RefreshAnalyticsResponse
 }
 
 async function analyticsRead(environment: BenchEnvironment, settings: RunSettings, sizes: readonly number[]): Promise<ScenarioReport[]> {
-  const probeConcurrency = Number(process.env.ANALYTICS_BENCH_PROBE_CONCURRENCY ?? 4);
   const admin = new pg.Client({ connectionString: environment.database.url });
   await admin.connect();
   // The benchmark drives the refreshes; a scheduled one would land in the middle of "at rest".
@@ -145,6 +144,7 @@ async function analyticsRead(environment: BenchEnvironment, settings: RunSetting
   const pairs = SITES.flatMap((siteId) => PROTOCOLS.map((protocolId) => ({ siteId, protocolId })));
   const read = (index: number) => reader.call(pairs[index % pairs.length]!).then(() => undefined);
   const reports: ScenarioReport[] = [];
+  let openLoopRate: number | undefined;
   try {
     for (const size of sizes) {
       const label = sizeLabel(size);
@@ -155,9 +155,8 @@ async function analyticsRead(environment: BenchEnvironment, settings: RunSetting
         refreshMs.push(millis((await refresher.call({ requestId: '' })).duration));
       }
       const sample = await reader.call(pairs[0]!);
-      for (const concurrency of [...new Set([settings.concurrency, probeConcurrency])]) {
-        const at = { ...settings, concurrency };
-        const suffix = concurrency === settings.concurrency ? '' : ` @${concurrency}`;
+      // Every size's open loop runs at the first size's rate, so that sizes compare at one load.
+      const atEachLoad = await measureAtEachLoad(settings, { ratePerSecond: openLoopRate }, async (at): Promise<ScenarioReport[]> => {
         const baseline = await measureGrpcBaseline(
           pairs[0]!,
           (request: analyticsV1.GetSiteAnalyticsRequest) => analyticsV1.GetSiteAnalyticsRequest.encode(request).finish(),
@@ -171,37 +170,41 @@ async function analyticsRead(environment: BenchEnvironment, settings: RunSetting
         const during = await runLoad({ ...at, call: read });
         const windowMs = performance.now() - windowStarted;
         const refreshes = await loop.stop();
-        reports.push({
-          scenario: `analytics-read ${label}${suffix}`,
-          baseline,
-          measured: atRest,
-          concurrency,
-          servicePeakRssMiB: service.peakRssMiB(),
-          extra: {
-            vitalRows: size,
-            patients: seeded.patients,
-            viewRows: pairs.length,
-            seedSeconds: round(seeded.seconds, 1),
-            refreshMsMin: round(Math.min(...refreshMs), 1),
-            refreshMsMax: round(Math.max(...refreshMs), 1),
+        return [
+          {
+            scenario: `analytics-read ${label} ${at.label}`,
+            baseline,
+            measured: atRest,
+            concurrency: at.concurrency,
+            servicePeakRssMiB: service.peakRssMiB(),
+            extra: {
+              vitalRows: size,
+              patients: seeded.patients,
+              viewRows: pairs.length,
+              seedSeconds: round(seeded.seconds, 1),
+              refreshMsMin: round(Math.min(...refreshMs), 1),
+              refreshMsMax: round(Math.max(...refreshMs), 1),
+            },
           },
-        });
-        reports.push({
-          scenario: `analytics-read-during-refresh ${label}${suffix}`,
-          baselineName: 'at rest',
-          baseline: atRest,
-          measured: during,
-          concurrency,
-          servicePeakRssMiB: service.peakRssMiB(),
-          extra: {
-            p99DuringOverAtRest: round(during.p99Ms / atRest.p99Ms),
-            refreshesInWindow: refreshes.durationsMs.length,
-            refreshBusyShare: round(Math.min(1, refreshes.busyMs / windowMs)),
-            refreshErrors: refreshes.errors.length,
-            ...(refreshes.errors[0] ? { firstRefreshError: refreshes.errors[0] } : {}),
+          {
+            scenario: `analytics-read-during-refresh ${label} ${at.label}`,
+            baselineName: 'at rest',
+            baseline: atRest,
+            measured: during,
+            concurrency: at.concurrency,
+            servicePeakRssMiB: service.peakRssMiB(),
+            extra: {
+              p99DuringOverAtRest: round(during.p99Ms / atRest.p99Ms),
+              refreshesInWindow: refreshes.durationsMs.length,
+              refreshBusyShare: round(Math.min(1, refreshes.busyMs / windowMs)),
+              refreshErrors: refreshes.errors.length,
+              ...(refreshes.errors[0] ? { firstRefreshError: refreshes.errors[0] } : {}),
+            },
           },
-        });
-      }
+        ];
+      });
+      openLoopRate ??= atEachLoad.at(-1)!.ratePerSecond;
+      reports.push(...atEachLoad);
     }
     return reports;
   } finally {

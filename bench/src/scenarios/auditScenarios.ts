@@ -5,7 +5,7 @@ import { runLoad } from '../loadGenerator.js';
 import { measureGrpcBaseline } from '../baseline.js';
 import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-import type { RunSettings, Scenario } from '../scenario.js';
+import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
 import { getPatientCaller, seedPatients, SITES } from './patientScenarios.js';
 
 /** Events stored before measuring; AUDIT_BENCH_EVENTS=10000000 for the 10M case (minutes to generate). */
@@ -112,10 +112,7 @@ async function auditTrail(environment: BenchEnvironment, settings: RunSettings):
   try {
     const request = auditV1.ListAuditEventsRequest.fromPartial({ patientId, pageSize: 100 });
     const sample = await list.call(request);
-    // One caller (the latency a user sees), then the run's concurrency (throughput).
-    const runs = [];
-    for (const concurrency of [...new Set([1, settings.concurrency])]) {
-      const at = { ...settings, concurrency };
+    const runs = await measureAtEachLoad(settings, { oneCaller: true }, async (at) => {
       const baseline = await measureGrpcBaseline(
         request,
         (message: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(message).finish(),
@@ -124,30 +121,24 @@ async function auditTrail(environment: BenchEnvironment, settings: RunSettings):
         at,
       );
       const measured = await runLoad({ ...at, call: () => list.call(request).then(() => undefined) });
-      runs.push({ concurrency, baseline, measured });
-    }
+      return [{ scenario: `list-audit-events ${at.label}`, baseline, measured, concurrency: at.concurrency, servicePeakRssMiB: service.peakRssMiB() }];
+    });
 
     const started = performance.now();
     const verified = await verify.call(auditV1.VerifyAuditTrailRequest.fromPartial({}));
     const verifySeconds = (performance.now() - started) / 1_000;
-    return runs.map(({ concurrency, baseline, measured }) => ({
-      scenario: `list-audit-events c=${concurrency}`,
-      baseline,
-      measured,
-      concurrency,
-      servicePeakRssMiB: service.peakRssMiB(),
-      extra: {
-        storedEvents: STORED_EVENTS,
-        eventsPerPatientPage: sample.events.length,
-        queuedInsertEventsPerSecond: Math.round(insertRate),
-        sealSeconds: Number(sealSeconds.toFixed(1)),
-        sealedEventsPerSecond: Math.round(STORED_EVENTS / sealSeconds),
-        verifyIntact: String(verified.intact),
-        verifyCheckedEvents: Number(verified.checkedCount),
-        verifySeconds: Number(verifySeconds.toFixed(2)),
-        verifyEventsPerSecond: Math.round(Number(verified.checkedCount) / verifySeconds),
-      },
-    }));
+    const extra = {
+      storedEvents: STORED_EVENTS,
+      eventsPerPatientPage: sample.events.length,
+      queuedInsertEventsPerSecond: Math.round(insertRate),
+      sealSeconds: Number(sealSeconds.toFixed(1)),
+      sealedEventsPerSecond: Math.round(STORED_EVENTS / sealSeconds),
+      verifyIntact: String(verified.intact),
+      verifyCheckedEvents: Number(verified.checkedCount),
+      verifySeconds: Number(verifySeconds.toFixed(2)),
+      verifyEventsPerSecond: Math.round(Number(verified.checkedCount) / verifySeconds),
+    };
+    return runs.map((run) => ({ ...run, extra }));
   } finally {
     list.close();
     verify.close();

@@ -6,7 +6,7 @@ import { measureGrpcBaseline } from '../baseline.js';
 import { runLoad } from '../loadGenerator.js';
 import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-import type { RunSettings, Scenario } from '../scenario.js';
+import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
 
 export const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
 
@@ -56,13 +56,13 @@ export function getPatientCaller(address: string, token: string) {
 /**
  * GetPatient served from the cache (every id read once before measuring), and
  * GetPatient missing it (every call a patient never read), against the
- * baseline answering with the same response bytes.
+ * baseline answering with the same response bytes, at each load shape.
  */
 export async function getPatient(
   environment: BenchEnvironment,
   settings: RunSettings,
   mode: 'hit' | 'miss',
-): Promise<ScenarioReport> {
+): Promise<ScenarioReport[]> {
   const poolSize = mode === 'hit' ? 1_000 : 60_000;
   const ids = await seedPatients(environment.database.url, poolSize);
   const token = await environment.token({ roles: ['monitor'], sites: SITES });
@@ -75,28 +75,33 @@ export async function getPatient(
           await caller.call({ patientId });
         }
       }
-      const baseline = await measureGrpcBaseline(
-        { patientId: ids[0]! },
-        (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
-        (bytes) => patientV1.GetPatientResponse.decode(bytes),
-        patientV1.GetPatientResponse.encode(sample).finish(),
-        settings,
-      );
       // Misses walk ids never read (skipping the sample); past the end of the pool they would turn
       // into hits, so the count of calls beyond it is reported.
-      const measured = await runLoad({
-        ...settings,
-        call: (index) =>
-          caller.call({ patientId: ids[mode === 'hit' ? index % ids.length : 1 + (index % (ids.length - 1))]! }).then(() => undefined),
-      });
-      return {
-        scenario: `get-patient-${mode}`,
-        baseline,
-        measured,
-        concurrency: settings.concurrency,
-        servicePeakRssMiB: service.peakRssMiB(),
-        ...(mode === 'miss' ? { extra: { callsBeyondPool: Math.max(0, measured.calls - (ids.length - 1)) } } : {}),
+      let callsMade = 0;
+      const nextPatient = () => {
+        callsMade += 1;
+        return ids[mode === 'hit' ? callsMade % ids.length : 1 + (callsMade % (ids.length - 1))]!;
       };
+      return await measureAtEachLoad(settings, {}, async (shape) => {
+        const baseline = await measureGrpcBaseline(
+          { patientId: ids[0]! },
+          (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
+          (bytes) => patientV1.GetPatientResponse.decode(bytes),
+          patientV1.GetPatientResponse.encode(sample).finish(),
+          shape,
+        );
+        const measured = await runLoad({ ...shape, call: () => caller.call({ patientId: nextPatient() }).then(() => undefined) });
+        return [
+          {
+            scenario: `get-patient-${mode} ${shape.label}`,
+            baseline,
+            measured,
+            concurrency: shape.concurrency,
+            servicePeakRssMiB: service.peakRssMiB(),
+            ...(mode === 'miss' ? { extra: { callsBeyondPool: Math.max(0, callsMade - (ids.length - 1)) } } : {}),
+          },
+        ];
+      });
     } finally {
       caller.close();
     }

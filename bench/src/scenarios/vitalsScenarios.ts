@@ -9,7 +9,7 @@ import { runLoad, type LoadResult } from '../loadGenerator.js';
 import { measureGrpcBaseline } from '../baseline.js';
 import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-import type { RunSettings, Scenario } from '../scenario.js';
+import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
 
 /**
  * vitals-svc benchmarks. Ingestion scenarios report rows per second in the
@@ -537,13 +537,14 @@ async function growReadings(databaseUrl: string, patients: readonly string[], fr
   }
 }
 
-/** ListVitals of one random patient's random day (96 readings, one page), at concurrency 1 and at the run's. */
+/** ListVitals of one random patient's random day (96 readings, one page), at each load (one caller included). */
 async function measureListWindow(
   environment: BenchEnvironment,
   settings: RunSettings,
   patients: readonly string[],
   days: number,
   label: string,
+  ratePerSecond?: number,
 ): Promise<ScenarioReport[]> {
   const token = await environment.token({ roles: ['monitor'], sites: SITES });
   const request = (index: number): vitalsV1.ListVitalsRequest => {
@@ -566,9 +567,7 @@ async function measureListWindow(
       if (sample.readings.length !== READINGS_PER_DAY) {
         throw new Error(`a day holds ${sample.readings.length} readings, expected ${READINGS_PER_DAY}`);
       }
-      const reports: ScenarioReport[] = [];
-      for (const concurrency of [...new Set([1, settings.concurrency])]) {
-        const run = { ...settings, concurrency };
+      return await measureAtEachLoad(settings, { oneCaller: true, ratePerSecond }, async (run) => {
         const baseline = await measureGrpcBaseline(
           request(0),
           (value: vitalsV1.ListVitalsRequest) => vitalsV1.ListVitalsRequest.encode(value).finish(),
@@ -577,16 +576,17 @@ async function measureListWindow(
           run,
         );
         const measured = await runLoad({ ...run, call: (index) => caller.call(request(index)).then(() => undefined) });
-        reports.push({
-          scenario: `list-vitals-window ${label} c=${concurrency}`,
-          baseline,
-          measured,
-          concurrency,
-          servicePeakRssMiB: service.peakRssMiB(),
-          extra: { tableRows: label, readingsPerCall: READINGS_PER_DAY },
-        });
-      }
-      return reports;
+        return [
+          {
+            scenario: `list-vitals-window ${label} ${run.label}`,
+            baseline,
+            measured,
+            concurrency: run.concurrency,
+            servicePeakRssMiB: service.peakRssMiB(),
+            extra: { tableRows: label, readingsPerCall: READINGS_PER_DAY },
+          },
+        ];
+      });
     } finally {
       caller.close();
     }
@@ -601,11 +601,14 @@ async function listVitalsWindow(environment: BenchEnvironment, settings: RunSett
   const reports = await measureListWindow(environment, settings, patients, million / LIST_PATIENTS / READINGS_PER_DAY, '1M');
   if (withTenMillion) {
     await growReadings(environment.database.url, patients, million, 10 * million);
-    const large = await measureListWindow(environment, settings, patients, (10 * million) / LIST_PATIENTS / READINGS_PER_DAY, '10M');
-    const atOne = reports[0]!;
-    const atTen = large[0]!;
-    atTen.extra!.p99VsOneMillion = +(atTen.measured.p99Ms / atOne.measured.p99Ms).toFixed(2);
-    atTen.extra!.p50VsOneMillion = +(atTen.measured.p50Ms / atOne.measured.p50Ms).toFixed(2);
+    // The open loop at 10M runs at 1M's rate, so that each load compares with its twin.
+    const openLoopRate = reports.at(-1)!.ratePerSecond;
+    const large = await measureListWindow(environment, settings, patients, (10 * million) / LIST_PATIENTS / READINGS_PER_DAY, '10M', openLoopRate);
+    large.forEach((atTen, index) => {
+      const atOne = reports[index]!;
+      atTen.extra!.p99VsOneMillion = +(atTen.measured.p99Ms / atOne.measured.p99Ms).toFixed(2);
+      atTen.extra!.p50VsOneMillion = +(atTen.measured.p50Ms / atOne.measured.p50Ms).toFixed(2);
+    });
     reports.push(...large);
   }
   return reports;

@@ -142,6 +142,49 @@ describe('the edge: errors become statuses with details', () => {
   });
 });
 
+describe('load shedding', () => {
+  it('refuses calls past MAX_IN_FLIGHT_CALLS with UNAVAILABLE and a retry delay, keeps answering health checks, and serves again once calls finish', async () => {
+    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_CALLS: '2' });
+    try {
+      const token = await service.token({ sub: 'shedding-tester', roles: ['monitor'], sites: '*' });
+      const client = createClientFactory()
+        .use(errorDetailsClientMiddleware)
+        .create(analyticsV1.AnalyticsServiceDefinition, service.channel);
+      const slow = [1, 2].map(() => client.getSiteAnalytics({ siteId: 'slow', protocolId: 'p' }, { metadata: authorization(token) }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+
+      const refused = (await client
+        .getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }, { metadata: authorization(token) })
+        .catch((failure: unknown) => failure)) as RichClientError;
+      expect(refused).toBeInstanceOf(RichClientError);
+      expect(refused.code).toBe(Status.UNAVAILABLE);
+      const retry = refused.extra.find((detail) => detail.$type === 'google.rpc.RetryInfo') as RetryInfo;
+      expect(retry.retryDelay?.nanos).toBeGreaterThan(0);
+      expect((await createClient(HealthDefinition, service.channel).check({ service: '' })).status).toBe(
+        HealthCheckResponse_ServingStatus.SERVING,
+      );
+
+      await Promise.all(slow);
+      await expect(client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }, { metadata: authorization(token) })).resolves.toBeDefined();
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('frees the place of a call that failed', async () => {
+    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_CALLS: '1' });
+    try {
+      const client = service.client(analyticsV1.AnalyticsServiceDefinition, await service.token({ sub: 'one-at-a-time', roles: ['monitor'], sites: '*' }));
+      for (const siteId of ['invalid', 'fault', 'ok']) {
+        await client.getSiteAnalytics({ siteId, protocolId: 'p' }).catch(() => undefined);
+      }
+      await expect(client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' })).resolves.toBeDefined();
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
 describe('graceful shutdown', () => {
   it('reports NOT_SERVING while draining, finishes in-flight calls, then stops', async () => {
     const service = await startTestService(probeModule, { SHUTDOWN_DRAIN_MS: '300' });

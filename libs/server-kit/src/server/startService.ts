@@ -26,6 +26,7 @@ import { createTokenVerifier } from '../auth/tokens.js';
 import { ConfigError } from '../config/loadConfig.js';
 import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
 import { admissionMiddleware } from '../middleware/admission.js';
+import { inFlightLimitMiddleware } from '../middleware/inFlightLimit.js';
 import { createAuthenticator } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { createCallCostSpender } from '../middleware/rateLimiting.js';
@@ -183,6 +184,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const health = HealthState();
   const server = createServer()
     .use(errorDetailsServerMiddleware)
+    .use(inFlightLimitMiddleware(config.maxInFlightCalls))
     .use(edgeErrorMiddleware(logger));
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(

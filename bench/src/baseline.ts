@@ -1,21 +1,21 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLoad, type LoadResult } from './loadGenerator.js';
+import { runLoad, type LoadOptions, type LoadResult } from './loadGenerator.js';
 import { startEchoProcess, unaryCaller } from './processes.js';
-import type { RunSettings } from './scenario.js';
 
 /**
  * Measures the bare grpc-js baseline with the same client work as a
  * scenario: the same request encoding, the same response bytes decoded by the
- * same decoder, at the same concurrency, from its own server process.
+ * same decoder, at the same load (closed or open loop), from its own server
+ * process.
  */
 export async function measureGrpcBaseline<Request, Response>(
   request: Request,
   encode: (request: Request) => Uint8Array,
   decode: (bytes: Uint8Array) => Response,
   responseBytes: Uint8Array,
-  settings: RunSettings,
+  settings: Omit<LoadOptions, 'call'>,
 ): Promise<LoadResult> {
   const file = join(mkdtempSync(join(tmpdir(), 'bench-')), 'response.bin');
   writeFileSync(file, responseBytes);

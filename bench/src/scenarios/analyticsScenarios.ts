@@ -16,12 +16,13 @@ import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.
  *   npm run bench -- analytics-read-1e7             10^4, 10^6 and 10^7 (seeding 10^7 takes minutes)
  *   ANALYTICS_BENCH_SIZES=1e5,3e6 npm run bench -- analytics-read
  *
- * Each size reports two rows: the read against the bare grpc-js baseline
- * (same response bytes), and the read during refreshes against the read at
- * rest (same load, same run), at each load shape: the CLI's concurrency in a
- * closed loop (a throughput figure: at 32 in flight on 2 cores, latency is
- * mostly queueing) and the CLI's rate in an open loop, the load the p99
- * targets are read at.
+ * Each size reports, at each load, two rows: the read against the bare
+ * grpc-js baseline (same response bytes), and the read during refreshes
+ * against the read at rest (same load, same run). The loads: the CLI's
+ * concurrency in a closed loop (a throughput figure: at 32 in flight on 2
+ * cores, latency is mostly queueing), then an open loop at `--load` of that
+ * throughput, the load the p99 targets are read at; every size's open loop
+ * runs at the first size's rate.
  */
 
 const SITES = Array.from({ length: 20 }, (_, index) => `SITE-${String(index + 1).padStart(2, '0')}`);

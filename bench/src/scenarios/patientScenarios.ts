@@ -79,8 +79,9 @@ export async function getPatient(
       // into hits, so the count of calls beyond it is reported.
       let callsMade = 0;
       const nextPatient = () => {
+        const call = callsMade;
         callsMade += 1;
-        return ids[mode === 'hit' ? callsMade % ids.length : 1 + (callsMade % (ids.length - 1))]!;
+        return ids[mode === 'hit' ? call % ids.length : 1 + (call % (ids.length - 1))]!;
       };
       return await measureAtEachLoad(settings, {}, async (shape) => {
         const baseline = await measureGrpcBaseline(

@@ -63,8 +63,8 @@ export interface ServiceConfig {
   readonly shutdownDrainMs: number;
   /** How long in-flight calls may take to finish before they are cancelled. */
   readonly shutdownGraceMs: number;
-  /** Calls in flight in one process past which new ones are refused (UNAVAILABLE) instead of queued. */
-  readonly maxInFlightCalls: number;
+  /** The rate-limit cost of the calls in flight in one process past which new ones are refused (UNAVAILABLE). */
+  readonly maxInFlightCost: number;
   readonly logLevel: string;
 }
 
@@ -97,7 +97,7 @@ const commonVariables = z.object({
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
     SHUTDOWN_DRAIN_MS: integer(2_000, 0),
     SHUTDOWN_GRACE_MS: integer(10_000, 0),
-    MAX_IN_FLIGHT_CALLS: integer(256, 1),
+    MAX_IN_FLIGHT_COST: integer(256, 1),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -165,7 +165,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     },
     shutdownDrainMs: parsed.SHUTDOWN_DRAIN_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
-    maxInFlightCalls: parsed.MAX_IN_FLIGHT_CALLS,
+    maxInFlightCost: parsed.MAX_IN_FLIGHT_COST,
     logLevel: parsed.LOG_LEVEL,
   };
 }

@@ -18,7 +18,8 @@ import { BadRequest, ErrorInfo, RetryInfo, RichServerError } from 'nice-grpc-err
 
 const ERROR_DOMAIN = 'clinical.platform';
 
-function retryDelay(ms: number): RetryInfo {
+/** A google.rpc.RetryInfo asking the caller to wait `ms` before retrying. */
+export function retryDelay(ms: number): RetryInfo {
   return RetryInfo.fromPartial({
     retryDelay: { seconds: Math.floor(ms / 1_000), nanos: Math.round(ms % 1_000) * 1_000_000 },
   });

@@ -1,34 +1,44 @@
 import { Status, type ServerMiddleware } from 'nice-grpc';
-import { RetryInfo, RichServerError } from 'nice-grpc-error-details';
+import { RichServerError } from 'nice-grpc-error-details';
+import type { MethodPolicies } from '../server/defineService.js';
+import { retryDelay } from './edgeErrors.js';
 
-/** Health checks answer however busy the process is: an overloaded replica is alive, not dead. */
-const EXEMPT_PREFIX = '/grpc.health.v1.Health/';
+const RETRY_AFTER_MS = 200;
 
 /**
- * Sheds load: past `limit` calls in flight in this process, a new call is
- * refused at once with UNAVAILABLE and a retry delay. Without it, calls that
- * arrive faster than they finish (waiting for a database connection, say)
- * pile up in memory until the process dies; the rate limit alone cannot stop
- * that, since it counts per caller and many callers share a process.
+ * Sheds load: while the calls in flight in this process already cost
+ * `budget` (each its method's rate-limit cost, so a bulk write weighs as much
+ * as many point reads), a new call that would exceed it is refused at once
+ * with UNAVAILABLE and a retry delay. Without it, calls that arrive faster
+ * than they finish pile up in handlers (waiting for a database connection,
+ * say) until the heap runs out and the process dies; the rate limit cannot
+ * stop that, since it counts per caller and many callers share a process.
+ * It bounds what handlers hold, not latency: under overload, calls still
+ * wait in the event loop and the HTTP/2 layer before they reach it.
+ *
+ * Methods without a policy (health checks, reflection) are never refused:
+ * an overloaded replica is alive, and grpcurl should still describe it.
  */
-export function inFlightLimitMiddleware(limit: number, retryAfterMs = 200): ServerMiddleware {
+export function inFlightLimitMiddleware(options: {
+  readonly budget: number;
+  readonly policies: MethodPolicies;
+  readonly onShed: () => void;
+}): ServerMiddleware {
   let inFlight = 0;
-  const refusal = () =>
-    new RichServerError(Status.UNAVAILABLE, 'the server is overloaded; retry later', [
-      RetryInfo.fromPartial({ retryDelay: { seconds: 0, nanos: retryAfterMs * 1_000_000 } }),
-    ]);
   return async function* limitInFlight(call, context) {
-    if (call.method.path.startsWith(EXEMPT_PREFIX)) {
+    const cost = options.policies.get(call.method.path)?.cost;
+    if (cost === undefined) {
       return yield* call.next(call.request, context);
     }
-    if (inFlight >= limit) {
-      throw refusal();
+    if (inFlight + cost > options.budget) {
+      options.onShed();
+      throw new RichServerError(Status.UNAVAILABLE, 'the server is overloaded; retry later', [retryDelay(RETRY_AFTER_MS)]);
     }
-    inFlight += 1;
+    inFlight += cost;
     try {
       return yield* call.next(call.request, context);
     } finally {
-      inFlight -= 1;
+      inFlight -= cost;
     }
   };
 }

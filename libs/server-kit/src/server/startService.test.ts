@@ -11,6 +11,17 @@ import { defineService } from './defineService.js';
 import { notYetServed } from './notYetServed.js';
 import type { ServiceModule } from './startService.js';
 
+/** Calls to site 'held' wait until the test releases them (or their caller gives up). */
+const heldCalls = {
+  release: () => {},
+  gate: Promise.resolve(),
+  close() {
+    this.gate = new Promise<void>((resolve) => {
+      this.release = resolve;
+    });
+  },
+};
+
 /** A service whose handler misbehaves on demand, to exercise the kit's edges. */
 const probeModule: ServiceModule = {
   name: 'analytics-svc',
@@ -18,8 +29,11 @@ const probeModule: ServiceModule = {
     defineService(
       analyticsV1.AnalyticsServiceDefinition,
       {
-        async getSiteAnalytics(request) {
+        async getSiteAnalytics(request, context) {
           switch (request.siteId) {
+            case 'held':
+              await Promise.race([heldCalls.gate, new Promise((resolve) => context.signal.addEventListener('abort', resolve))]);
+              return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
             case 'invalid':
               throw new InvalidArgumentError([{ field: 'site_id', description: 'is not a site' }]);
             case 'exhausted':
@@ -47,17 +61,19 @@ const probeModule: ServiceModule = {
   ],
 };
 
+/** The probe with a RefreshAnalytics that costs 10. */
+const costlyRefresh: ServiceModule = {
+  ...probeModule,
+  createServices: (runtime) =>
+    (probeModule.createServices(runtime) as ReturnType<typeof defineService>[]).map((binding) => ({
+      ...binding,
+      policies: new Map([...binding.policies].map(([path, policy]) => [path, path.endsWith('/RefreshAnalytics') ? { ...policy, cost: 10 } : policy])),
+    })),
+};
+
 describe('the rate limit against the cost of each method', () => {
   it('refuses to start (a configuration error naming the variable and the method) when one call costs more than a window holds', async () => {
-    const costly: ServiceModule = {
-      ...probeModule,
-      createServices: (runtime) =>
-        (probeModule.createServices(runtime) as ReturnType<typeof defineService>[]).map((binding) => ({
-          ...binding,
-          policies: new Map([...binding.policies].map(([path, policy]) => [path, path.endsWith('/RefreshAnalytics') ? { ...policy, cost: 10 } : policy])),
-        })),
-    };
-    const error = await startTestService(costly, { RATE_LIMIT_POINTS: '5' }).catch((failure: unknown) => failure);
+    const error = await startTestService(costlyRefresh, { RATE_LIMIT_POINTS: '5' }).catch((failure: unknown) => failure);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems).toEqual([
       'RATE_LIMIT_POINTS: 5 is less than what one call of /clinical.analytics.v1.AnalyticsService/RefreshAnalytics costs',
@@ -143,45 +159,84 @@ describe('the edge: errors become statuses with details', () => {
 });
 
 describe('load shedding', () => {
-  it('refuses calls past MAX_IN_FLIGHT_CALLS with UNAVAILABLE and a retry delay, keeps answering health checks, and serves again once calls finish', async () => {
-    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_CALLS: '2' });
+  /** Calls site 'ok' until one is refused (the held calls are in), and returns that refusal. */
+  async function firstRefusal(call: () => Promise<unknown>): Promise<unknown> {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const outcome = await call().catch((failure: unknown) => failure);
+      if (outcome instanceof ClientError) {
+        return outcome;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('no call was refused');
+  }
+
+  it('refuses calls past MAX_IN_FLIGHT_COST with UNAVAILABLE and a retry delay, keeps answering health checks, and serves again once calls finish', async () => {
+    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_COST: '2' });
+    heldCalls.close();
     try {
       const token = await service.token({ sub: 'shedding-tester', roles: ['monitor'], sites: '*' });
       const client = createClientFactory()
         .use(errorDetailsClientMiddleware)
         .create(analyticsV1.AnalyticsServiceDefinition, service.channel);
-      const slow = [1, 2].map(() => client.getSiteAnalytics({ siteId: 'slow', protocolId: 'p' }, { metadata: authorization(token) }));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const call = (siteId: string) => client.getSiteAnalytics({ siteId, protocolId: 'p' }, { metadata: authorization(token) });
+      const held = [call('held'), call('held')];
 
-      const refused = (await client
-        .getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }, { metadata: authorization(token) })
-        .catch((failure: unknown) => failure)) as RichClientError;
+      const refused = (await firstRefusal(() => call('ok'))) as RichClientError;
       expect(refused).toBeInstanceOf(RichClientError);
       expect(refused.code).toBe(Status.UNAVAILABLE);
       const retry = refused.extra.find((detail) => detail.$type === 'google.rpc.RetryInfo') as RetryInfo;
-      expect(retry.retryDelay?.nanos).toBeGreaterThan(0);
+      expect(retry.retryDelay?.nanos).toBe(200_000_000);
       expect((await createClient(HealthDefinition, service.channel).check({ service: '' })).status).toBe(
         HealthCheckResponse_ServingStatus.SERVING,
       );
 
-      await Promise.all(slow);
-      await expect(client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }, { metadata: authorization(token) })).resolves.toBeDefined();
+      heldCalls.release();
+      await Promise.all(held);
+      await expect(call('ok')).resolves.toBeDefined();
     } finally {
+      heldCalls.release();
       await service.stop();
     }
   });
 
-  it('frees the place of a call that failed', async () => {
-    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_CALLS: '1' });
+  it('frees the place of a call that failed and of a call its caller cancelled', async () => {
+    const service = await startTestService(probeModule, { MAX_IN_FLIGHT_COST: '1' });
+    heldCalls.close();
     try {
       const client = service.client(analyticsV1.AnalyticsServiceDefinition, await service.token({ sub: 'one-at-a-time', roles: ['monitor'], sites: '*' }));
       for (const siteId of ['invalid', 'fault', 'ok']) {
         await client.getSiteAnalytics({ siteId, protocolId: 'p' }).catch(() => undefined);
       }
-      await expect(client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' })).resolves.toBeDefined();
+      const abandoned = new AbortController();
+      const held = client.getSiteAnalytics({ siteId: 'held', protocolId: 'p' }, { signal: abandoned.signal }).catch(() => undefined);
+      expect(((await firstRefusal(() => client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }))) as ClientError).code).toBe(Status.UNAVAILABLE);
+      abandoned.abort();
+      await held;
+      // The server learns of the cancellation shortly after the client does.
+      let served = false;
+      for (let attempt = 0; attempt < 100 && !served; attempt += 1) {
+        served = await client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' }).then(
+          () => true,
+          async () => {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            return false;
+          },
+        );
+      }
+      expect(served).toBe(true);
     } finally {
+      heldCalls.release();
       await service.stop();
     }
+  });
+
+  it('refuses to start when one call costs more than MAX_IN_FLIGHT_COST', async () => {
+    const error = await startTestService(costlyRefresh, { MAX_IN_FLIGHT_COST: '5' }).catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      'MAX_IN_FLIGHT_COST: 5 is less than what one call of /clinical.analytics.v1.AnalyticsService/RefreshAnalytics costs',
+    ]);
   });
 });
 

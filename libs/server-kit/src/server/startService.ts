@@ -72,13 +72,13 @@ export interface RunningService {
 }
 
 /** Logs a recurring failure once per interval instead of once per call. */
-function throttledWarning(logger: Logger, message: string, intervalMs = 10_000): (error: unknown) => void {
+function throttledWarning(logger: Logger, message: string, intervalMs = 10_000): (error?: unknown) => void {
   let lastLoggedAt = 0;
-  return (error) => {
+  return (...error) => {
     const now = Date.now();
     if (now - lastLoggedAt >= intervalMs) {
       lastLoggedAt = now;
-      logger.warn({ error: error instanceof Error ? error.name : 'unknown' }, message);
+      logger.warn(error.length > 0 ? { error: error[0] instanceof Error ? error[0].name : 'unknown' } : {}, message);
     }
   };
 }
@@ -171,20 +171,32 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
 
   const bindings = await module.createServices(runtime);
   const policies = new Map<string, MethodPolicy>(bindings.flatMap((binding) => [...binding.policies]));
-  // A method that costs more than a whole window could never be called: refuse to start instead.
-  const unaffordable = [...policies].filter(([, policy]) => policy.cost > config.rateLimit.points).map(([path]) => path);
-  if (unaffordable.length > 0) {
+  // A method that costs more than a whole window (or the in-flight budget) could never be
+  // called: refuse to start instead.
+  const unaffordable = (variable: string, limit: number) => {
+    const paths = [...policies].filter(([, policy]) => policy.cost > limit).map(([path]) => path);
+    return paths.length > 0 ? [`${variable}: ${limit} is less than what one call of ${paths.join(', ')} costs`] : [];
+  };
+  const budgetProblems = [
+    ...unaffordable('RATE_LIMIT_POINTS', config.rateLimit.points),
+    ...unaffordable('MAX_IN_FLIGHT_COST', config.maxInFlightCost),
+  ];
+  if (budgetProblems.length > 0) {
     await releaseRuntime();
-    throw new ConfigError([
-      `RATE_LIMIT_POINTS: ${config.rateLimit.points} is less than what one call of ${unaffordable.join(', ')} costs`,
-    ]);
+    throw new ConfigError(budgetProblems);
   }
   const verifyToken = await createTokenVerifier(config.jwt);
 
   const health = HealthState();
   const server = createServer()
     .use(errorDetailsServerMiddleware)
-    .use(inFlightLimitMiddleware(config.maxInFlightCalls))
+    .use(
+      inFlightLimitMiddleware({
+        budget: config.maxInFlightCost,
+        policies,
+        onShed: throttledWarning(logger, 'overloaded: refusing calls past MAX_IN_FLIGHT_COST'),
+      }),
+    )
     .use(edgeErrorMiddleware(logger));
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(

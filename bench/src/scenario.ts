@@ -24,8 +24,8 @@ export interface LoadShape extends RunSettings {
  * throughput; at many calls in flight its latency is mostly queueing), then
  * an open loop at `openLoopLoad` of the highest throughput the closed loops
  * reached, or at `ratePerSecond` (the latency at that load). `measure`
- * returns the shape's reports;
- * the first one's `measured` is the service's own result.
+ * returns the shape's reports; the first one's `measured` is the service's
+ * own result.
  */
 export async function measureAtEachLoad(
   settings: RunSettings,

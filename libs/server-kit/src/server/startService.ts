@@ -74,11 +74,11 @@ export interface RunningService {
 /** Logs a recurring failure once per interval instead of once per call. */
 function throttledWarning(logger: Logger, message: string, intervalMs = 10_000): (error?: unknown) => void {
   let lastLoggedAt = 0;
-  return (...error) => {
+  return (error) => {
     const now = Date.now();
     if (now - lastLoggedAt >= intervalMs) {
       lastLoggedAt = now;
-      logger.warn(error.length > 0 ? { error: error[0] instanceof Error ? error[0].name : 'unknown' } : {}, message);
+      logger.warn(error === undefined ? {} : { error: error instanceof Error ? error.name : 'unknown' }, message);
     }
   };
 }

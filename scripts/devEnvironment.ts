@@ -12,6 +12,8 @@ const ENV_FILE = `${DATA_DIR}dev-env.json`;
 export interface DevEnvironment {
   DATABASE_URL?: string;
   REDIS_URL?: string;
+  /** 'memory' when the services run without Redis. */
+  STATE_STORE?: string;
   JWT_SECRET?: string;
 }
 

@@ -1,7 +1,9 @@
 /**
  * `npm start`: runs the four services on one machine.
  * - PostgreSQL: DATABASE_URL, or else an embedded PostgreSQL 15 kept in .data/postgres.
- * - Redis: REDIS_URL, or else a redis-server from the PATH (no persistence).
+ * - Redis: REDIS_URL, or else a redis-server from the PATH (no persistence), or
+ *   else none: each service keeps its cache, rate limits and sessions in
+ *   process (STATE_STORE=memory), and this says so.
  * - The schema is migrated before the services start.
  * - JWT_SECRET, or else a development secret kept in .data (say so loudly).
  * - The services run from their production bundles (`nx run-many -t build`).
@@ -108,10 +110,11 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-async function startRedisServer(): Promise<string> {
+/** Starts a redis-server from the PATH and returns its URL; undefined when there is none. */
+async function startRedisServer(): Promise<string | undefined> {
   const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim();
   if (!found) {
-    throw new Error('no REDIS_URL and no redis-server on the PATH: install Redis 7 or set REDIS_URL');
+    return undefined;
   }
   const port = Number(process.env.DEV_REDIS_PORT ?? 6390);
   // Whatever already answers there (an earlier start's server, someone else's) is not ours to use or stop.
@@ -189,16 +192,24 @@ try {
   say(applied.length > 0 ? `migrated: ${applied.join(', ')}` : 'schema up to date');
 
   const redisUrl = process.env.REDIS_URL || (await startRedisServer());
+  const stateStore = redisUrl ? 'redis' : 'memory';
+  if (!redisUrl) {
+    say(
+      'no REDIS_URL and no redis-server on the PATH: each service keeps its cache, rate limits and sessions ' +
+        'in its own process (STATE_STORE=memory); tokens are not registered as sessions and cannot be revoked. ' +
+        'Install Redis 7 or set REDIS_URL for the real thing.',
+    );
+  }
   let jwtSecret = process.env.JWT_SECRET;
   if (!jwtSecret) {
     jwtSecret = readDevEnvironment().JWT_SECRET ?? randomBytes(32).toString('base64url');
     say('JWT_SECRET not set: using a development secret kept in .data/dev-env.json (never in production)');
   }
-  writeDevEnvironment({ DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret });
+  writeDevEnvironment({ DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, STATE_STORE: stateStore, JWT_SECRET: jwtSecret });
 
   say('building the services');
   execFileSync('npx', ['nx', 'run-many', '-t', 'build', '--outputStyle=static'], { cwd: ROOT, stdio: 'ignore' });
-  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, JWT_SECRET: jwtSecret };
+  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, STATE_STORE: stateStore, JWT_SECRET: jwtSecret };
   for (const name of Object.keys(SERVICES) as ServiceName[]) {
     const child = startServiceProcess(name, env);
     child.once('exit', (code, signal) => {

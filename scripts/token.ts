@@ -1,7 +1,8 @@
 /**
  * `npm run token -- --roles coordinator --sites SITE-A,SITE-B [--sub alice] [--ttl 3600]`
  * mints a development token (HS256 with JWT_SECRET) and opens its session in
- * Redis, then prints the token. `--sites '*'` grants every site. For use with
+ * Redis (unless the services keep their state in process, STATE_STORE=memory),
+ * then prints the token. `--sites '*'` grants every site. For use with
  * grpcurl: -H "authorization: Bearer $(npm run -s token -- --roles monitor --sites SITE-A)".
  */
 import { parseArgs } from 'node:util';
@@ -22,10 +23,11 @@ const roles = values.roles.split(',').map((role) => role.trim());
 const unknown = roles.filter((role) => !(ROLES as readonly string[]).includes(role));
 const secret = settingOf('JWT_SECRET');
 const redisUrl = settingOf('REDIS_URL');
+const sessionsInProcess = settingOf('STATE_STORE') === 'memory';
 const problems = [
   ...(unknown.length > 0 ? [`--roles: unknown ${unknown.join(', ')} (known: ${ROLES.join(', ')})`] : []),
   ...(secret ? [] : ['JWT_SECRET is not set (run `npm start` first, or export it)']),
-  ...(redisUrl ? [] : ['REDIS_URL is not set (run `npm start` first, or export it)']),
+  ...(redisUrl || sessionsInProcess ? [] : ['REDIS_URL is not set (run `npm start` first, or export it)']),
   ...(/^\d+$/.test(values.ttl) ? [] : ['--ttl: seconds, a whole number']),
 ];
 if (problems.length > 0) {
@@ -44,15 +46,24 @@ const { token, sid } = await mintToken({
   sites,
   ttlSeconds,
 });
-const redis = createRedisClient({ url: redisUrl, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'clinical:' });
-redis.on('error', () => {
-  // Reported below if it never connects.
-});
-if (!(await waitForRedis(redis, 3_000))) {
-  console.error(`token: Redis at ${redisUrl} is not answering`);
-  process.exit(69);
+if (sessionsInProcess) {
+  process.stderr.write('token: STATE_STORE=memory: the services take any signed, unexpired token as a live session\n');
+} else {
+  await openSession(redisUrl as string, sid);
 }
-const sessions = createSessionStore({ redis, breaker: createCircuitBreaker(), ttlSeconds });
-await sessions.create({ sid, sub: values.sub, createdAt: new Date().toISOString() });
-redis.disconnect();
 process.stdout.write(`${token}\n`);
+
+/** Registers the token's session in Redis, where every service checks it. */
+async function openSession(url: string, sid: string): Promise<void> {
+  const redis = createRedisClient({ url, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'clinical:' });
+  redis.on('error', () => {
+    // Reported below if it never connects.
+  });
+  if (!(await waitForRedis(redis, 3_000))) {
+    console.error(`token: Redis at ${url} is not answering`);
+    process.exit(69);
+  }
+  const sessions = createSessionStore({ redis, breaker: createCircuitBreaker(), ttlSeconds });
+  await sessions.create({ sid, sub: values.sub, createdAt: new Date().toISOString() });
+  redis.disconnect();
+}

@@ -54,4 +54,12 @@ describe('createRateLimiter', () => {
     await expect(limiter.consume('erin', 1)).rejects.toBeInstanceOf(ResourceExhaustedError);
     expect(await redis.keys('rl-open*')).toEqual([]);
   });
+
+  it('limits in process when it is given no Redis (STATE_STORE=memory)', async () => {
+    const limiter = createRateLimiter({ breaker: createCircuitBreaker(), points: 4, windowSeconds: 60 });
+    await limiter.consume('frank', 4);
+    const refusal = await limiter.consume('frank', 1).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(ResourceExhaustedError);
+    expect((refusal as ResourceExhaustedError).retryAfterMs).toBeGreaterThan(50_000);
+  });
 });

@@ -4,7 +4,8 @@ import type { CircuitBreaker } from './circuitBreaker.js';
 import type { RedisClient } from './createRedisClient.js';
 
 export interface RateLimiterOptions {
-  readonly redis: RedisClient;
+  /** Absent (STATE_STORE=memory): each process limits on its own. */
+  readonly redis?: RedisClient;
   readonly breaker: CircuitBreaker;
   /** Points a key may spend per window. */
   readonly points: number;
@@ -54,8 +55,6 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const { redis, breaker, points, windowSeconds } = options;
   const keyPrefix = options.keyPrefix ?? 'rl';
   const insurance = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix: `${keyPrefix}:local` });
-  redis.defineCommand('consumeInRateWindow', { numberOfKeys: 1, lua: CONSUME_IN_WINDOW });
-  const consumeInWindow = (redis as unknown as { consumeInRateWindow: WindowCommand }).consumeInRateWindow.bind(redis);
 
   const refusal = (msBeforeNext: number) => new ResourceExhaustedError('rate limit exceeded', Math.max(msBeforeNext, 1));
   const consumeLocally = (key: string, cost: number): Promise<void> =>
@@ -66,6 +65,11 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       },
     );
 
+  if (!redis) {
+    return { consume: consumeLocally };
+  }
+  redis.defineCommand('consumeInRateWindow', { numberOfKeys: 1, lua: CONSUME_IN_WINDOW });
+  const consumeInWindow = (redis as unknown as { consumeInRateWindow: WindowCommand }).consumeInRateWindow.bind(redis);
   return {
     consume(key, cost) {
       if (breaker.isOpen() || redis.status !== 'ready') {

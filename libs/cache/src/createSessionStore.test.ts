@@ -2,7 +2,7 @@ import { UnavailableError } from '@clinical/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCircuitBreaker } from './circuitBreaker.js';
 import { createRedisClient, type RedisClient } from './createRedisClient.js';
-import { createSessionStore } from './createSessionStore.js';
+import { createInProcessSessionStore, createSessionStore } from './createSessionStore.js';
 import { testRedisClient } from './testRedis.js';
 
 let redis: RedisClient;
@@ -66,5 +66,15 @@ describe('createSessionStore', () => {
     } finally {
       down.disconnect();
     }
+  });
+});
+
+describe('createInProcessSessionStore', () => {
+  it('takes any session as live until it is revoked in this process', async () => {
+    const sessions = createInProcessSessionStore();
+    expect(await sessions.isActive('opened-elsewhere')).toBe(true);
+    await sessions.revoke('opened-elsewhere');
+    expect(await sessions.isActive('opened-elsewhere')).toBe(false);
+    expect(await sessions.isActive('another')).toBe(true);
   });
 });

@@ -89,3 +89,24 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
   };
 }
+
+/**
+ * Sessions of a process that has no Redis (STATE_STORE=memory, for
+ * development): no store is shared with the other services or with
+ * `npm run token`, so a validly signed, unexpired token is taken as a live
+ * session; a revocation holds in this process only. The service says so at start.
+ */
+export function createInProcessSessionStore(): SessionStore {
+  const revoked = new Set<string>();
+  return {
+    async create(session) {
+      revoked.delete(session.sid);
+    },
+    isActive(sid) {
+      return !revoked.has(sid);
+    },
+    async revoke(sid) {
+      revoked.add(sid);
+    },
+  };
+}

@@ -1,3 +1,4 @@
+import type { RedisClient } from '@clinical/cache';
 import type { ServiceRuntime } from '@clinical/server-kit';
 import { selectLatestRefresh, type RefreshGeneration } from './refreshQueries.js';
 
@@ -27,6 +28,7 @@ return 1`;
  * before it answers; loads that find a newer refresh, and the schedule's
  * ticks, advance it too, so a replica that died between commit and hint
  * delays the move to new keys by one tick at most (README: caching).
+ * Without Redis (STATE_STORE=memory, one replica) the hint is kept in process.
  */
 export interface CurrentRefresh {
   /** The latest successful refresh; null when none is on record. */
@@ -36,8 +38,11 @@ export interface CurrentRefresh {
 }
 
 export function createCurrentRefresh(runtime: Pick<ServiceRuntime, 'pool' | 'redis' | 'breaker' | 'logger'>): CurrentRefresh {
-  const { pool, redis, breaker } = runtime;
+  const { pool, redis } = runtime;
+  return redis ? redisHint(pool, redis, runtime.breaker) : inProcessHint(pool);
+}
 
+function redisHint(pool: ServiceRuntime['pool'], redis: RedisClient, breaker: ServiceRuntime['breaker']): CurrentRefresh {
   async function advance(generation: RefreshGeneration): Promise<void> {
     try {
       await breaker.run(() =>
@@ -64,6 +69,27 @@ export function createCurrentRefresh(runtime: Pick<ServiceRuntime, 'pool' | 'red
         await advance(latest);
       }
       return latest;
+    },
+    advance,
+  };
+}
+
+function inProcessHint(pool: ServiceRuntime['pool']): CurrentRefresh {
+  let current: RefreshGeneration | null = null;
+  const advance = async (generation: RefreshGeneration) => {
+    if (!current || BigInt(generation.refresh_id) > BigInt(current.refresh_id)) {
+      current = generation;
+    }
+  };
+  return {
+    async get() {
+      if (!current) {
+        const latest = await selectLatestRefresh(pool);
+        if (latest) {
+          await advance(latest);
+        }
+      }
+      return current;
     },
     advance,
   };

@@ -90,7 +90,7 @@ describe('GetSiteAnalytics', () => {
       "SELECT refresh_id FROM analytics_refreshes WHERE status = 'SUCCEEDED' ORDER BY refresh_id DESC LIMIT 1",
     );
     const key = analyticsCacheKeys.site(rows[0].refresh_id, 'SITE-A', 'RA001');
-    expect(await service.running.runtime.redis.exists(key)).toBe(1);
+    expect(await service.redis.exists(key)).toBe(1);
     expect(before.asOfTime).toEqual(asOfTime);
 
     await insertPatients('SITE-A', 'RA001', ['COMPLETED']);
@@ -111,7 +111,7 @@ describe('GetSiteAnalytics', () => {
     expect(pairs.rows.length).toBeGreaterThan(2);
     for (const pair of pairs.rows) {
       const key = analyticsCacheKeys.site(rows[0].refresh_id, pair.site_id, pair.protocol_id);
-      expect(await service.running.runtime.redis.exists(key), key).toBe(1);
+      expect(await service.redis.exists(key), key).toBe(1);
     }
   });
 

@@ -22,15 +22,16 @@ export async function startAnalyticsService(env: Record<string, string> = {}): P
   const admin = new pg.Client({ connectionString: service.database.url });
   await admin.connect();
   await admin.query("SET TimeZone = 'UTC'");
-  return {
-    ...service,
+  const stopService = service.stop;
+  // Extends the service object itself: a spread would read (and copy) its getters.
+  return Object.assign(service, {
     module,
     admin,
     async stop() {
       await admin.end();
-      await service.stop();
+      await stopService();
     },
-  };
+  });
 }
 
 /** A second instance of a running service: same database, same Redis prefix, its own port and pools. */

@@ -39,7 +39,7 @@ describe('BatchCreatePatients', () => {
     expect(patients.map((patient) => patient.subjectNumber)).toEqual(requests.map((request) => request.patient.subjectNumber));
     const ids = patients.map((patient) => patient.patientId);
     expect(await count('audit_events', "entity_type = 'patient' AND action = 'INSERT' AND entity_id = ANY($1::uuid[])", [ids])).toBe(1_000);
-    expect(await service.running.runtime.redis.exists(`patient:${ids[999]}`)).toBe(1);
+    expect(await service.redis.exists(`patient:${ids[999]}`)).toBe(1);
   });
 
   it('writes nothing when one entry is invalid, and names its index', async () => {

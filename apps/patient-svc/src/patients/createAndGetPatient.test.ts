@@ -68,16 +68,16 @@ describe('CreatePatient then GetPatient', () => {
     const client = service.client(patientV1.PatientServiceDefinition, coordinatorToken);
     const { patient } = await client.createPatient({ patient: newPatient() });
     const key = patientCacheKey(patient!.patientId);
-    expect(await service.running.runtime.redis.exists(key)).toBe(1);
+    expect(await service.redis.exists(key)).toBe(1);
 
     await admin.query("UPDATE patients SET treatment_arm = 'CHANGED-IN-SQL' WHERE patient_id = $1", [patient!.patientId]);
     const cached = await client.getPatient({ patientId: patient!.patientId });
     expect(cached.patient?.treatmentArm).toBe('ARM-1');
 
-    await service.running.runtime.redis.del(key);
+    await service.redis.del(key);
     const loaded = await client.getPatient({ patientId: patient!.patientId });
     expect(loaded.patient?.treatmentArm).toBe('CHANGED-IN-SQL');
-    expect(await service.running.runtime.redis.exists(key)).toBe(1);
+    expect(await service.redis.exists(key)).toBe(1);
   });
 
   it('records an access event for each read, cache hit or not', async () => {

@@ -32,7 +32,7 @@ it('puts one GetPatient, its SQL and its Redis commands in one trace, without PH
     },
   });
   // A miss: the read goes to PostgreSQL and fills the cache.
-  await service.running.runtime.redis.del(patientCacheKey(patient!.patientId));
+  await service.redis.del(patientCacheKey(patient!.patientId));
 
   const startedAt = Date.now();
   await client.getPatient({ patientId: patient!.patientId });

@@ -72,7 +72,7 @@ describe('patients written by plain SQL with JSON the contract cannot carry', ()
       expect(patient?.demographics).toEqual(expected.demographics);
       expect(patient?.medicalHistory).toEqual(expected.medicalHistory);
     }
-    await expect.poll(() => service.running.runtime.redis.exists(patientCacheKey(misfit))).toBe(1);
+    await expect.poll(() => service.redis.exists(patientCacheKey(misfit))).toBe(1);
 
     const { patient: other } = await client.getPatient({ patientId: outOfRange });
     expect(other?.demographics).toEqual(patientV1.Demographics.fromPartial({ race: ['Asian'] }));
@@ -92,7 +92,7 @@ describe('patients written by plain SQL with JSON the contract cannot carry', ()
     const { patient } = await service
       .client(patientV1.PatientServiceDefinition, await service.token({ sub: 'w', roles: ['coordinator'], sites: ['SITE-S'] }))
       .createPatient({ patient: newPatient({ siteId: 'SITE-S' }), requestId: '' });
-    await service.running.runtime.redis.del(patientCacheKey(patient!.patientId));
+    await service.redis.del(patientCacheKey(patient!.patientId));
     const { patient: read } = await client.getPatient({ patientId: patient!.patientId });
     expect(read).toEqual(patient);
   });
@@ -103,7 +103,8 @@ describe('a write whose cache store fails', () => {
     const writer = service.client(patientV1.PatientServiceDefinition, await service.token({ sub: 'w', roles: ['coordinator'], sites: ['SITE-S'] }));
     const { patient } = await writer.createPatient({ patient: newPatient({ siteId: 'SITE-S' }), requestId: '' });
     const key = patientCacheKey(patient!.patientId);
-    const { redis, breaker } = service.running.runtime;
+    const { redis } = service;
+    const { breaker } = service.running.runtime;
     expect(await redis.exists(key)).toBe(1);
 
     // Redis trouble at the moment of the write: the breaker opens and refuses the store.

@@ -56,4 +56,13 @@ describe('loadServiceConfig', () => {
     expect(() => loadServiceConfig('patient-svc', publicKeyOnly)).toThrow(/PAGE_TOKEN_SECRET/);
     expect(loadServiceConfig('patient-svc', { ...publicKeyOnly, PAGE_TOKEN_SECRET: 'p'.repeat(32) }).pageTokenSecret).toBe('p'.repeat(32));
   });
+
+  it('needs Redis unless told to keep its state in process, and then refuses a Redis setting', () => {
+    const { REDIS_URL: _redisUrl, ...withoutRedis } = valid;
+    expect(() => loadServiceConfig('patient-svc', withoutRedis)).toThrow(/REDIS_URL: required/);
+    expect(loadServiceConfig('patient-svc', valid).stateStore).toBe('redis');
+    expect(loadServiceConfig('patient-svc', { ...withoutRedis, STATE_STORE: 'memory' }).stateStore).toBe('memory');
+    expect(() => loadServiceConfig('patient-svc', { ...valid, STATE_STORE: 'memory' })).toThrow(/STATE_STORE: memory uses no Redis/);
+    expect(() => loadServiceConfig('patient-svc', { ...withoutRedis, STATE_STORE: 'disk' })).toThrow(/STATE_STORE/);
+  });
 });

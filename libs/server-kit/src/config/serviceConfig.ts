@@ -36,6 +36,11 @@ export interface ServiceConfig {
   readonly databaseUrl: string;
   readonly databasePoolSize: number;
   readonly databaseStatementTimeoutMs: number;
+  /**
+   * Where cache entries, rate-limit windows and sessions live: Redis, shared by
+   * every replica, or this process alone (development without a Redis server).
+   */
+  readonly stateStore: 'redis' | 'memory';
   readonly redisUrl?: string;
   readonly redisClusterNodes: readonly string[];
   readonly redisKeyPrefix: string;
@@ -73,6 +78,7 @@ const commonVariables = z.object({
     DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
     DATABASE_POOL_SIZE: integer(10, 1),
     DATABASE_STATEMENT_TIMEOUT_MS: integer(5_000, 100),
+    STATE_STORE: z.enum(['redis', 'memory']).default('redis'),
     REDIS_URL: z.string().url({ message: 'must be a redis:// URL' }).optional(),
     REDIS_CLUSTER_NODES: z
       .string()
@@ -100,6 +106,15 @@ const commonVariables = z.object({
     MAX_IN_FLIGHT_COST: integer(256, 1),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
+
+/** Redis is required unless the state is kept in process, and then it must not be half-configured. */
+function stateStoreProblems(variables: Record<string, string>): string[] {
+  const redisConfigured = Boolean(variables.REDIS_URL || variables.REDIS_CLUSTER_NODES);
+  if (variables.STATE_STORE === 'memory') {
+    return redisConfigured ? ['STATE_STORE: memory uses no Redis; unset REDIS_URL and REDIS_CLUSTER_NODES, or use redis'] : [];
+  }
+  return redisConfigured ? [] : ['REDIS_URL: required (or REDIS_CLUSTER_NODES, or STATE_STORE=memory for one process per service)'];
+}
 
 /** The DATABASE_URL with its user swapped for the service's role (same host, database, options). */
 function roleUrl(databaseUrl: string, role: string): string {
@@ -129,6 +144,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       ? ['PAGE_TOKEN_SECRET: required when tokens are verified with JWT_PUBLIC_KEY']
       : []),
     ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
+    ...stateStoreProblems(variables),
   ]) as z.infer<typeof commonVariables> & Record<string, unknown>;
   const ownUrl = parsed[ownUrlVariable] as string | undefined;
   const databaseUrl = ownUrl ?? roleUrl(parsed.DATABASE_URL as string, service.databaseRole);
@@ -139,6 +155,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     databaseUrl,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
     databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,
+    stateStore: parsed.STATE_STORE,
     redisUrl: parsed.REDIS_URL,
     redisClusterNodes: parsed.REDIS_CLUSTER_NODES?.split(',') ?? [],
     redisKeyPrefix: parsed.REDIS_KEY_PREFIX,

@@ -1,6 +1,8 @@
 import {
   createCache,
   createCircuitBreaker,
+  createInProcessSessionStore,
+  createMemoryCache,
   createRateLimiter,
   createRedisClient,
   createSessionStore,
@@ -39,7 +41,8 @@ export interface ServiceRuntime {
   readonly config: ServiceConfig;
   readonly logger: Logger;
   readonly pool: DatabasePool;
-  readonly redis: RedisClient;
+  /** Absent when the configuration keeps the state in process (STATE_STORE=memory). */
+  readonly redis?: RedisClient;
   /** Shared by every Redis user of the process: one failure signal for all. */
   readonly breaker: CircuitBreaker;
   readonly cache: Cache;
@@ -84,6 +87,32 @@ function throttledWarning(logger: Logger, message: string, intervalMs = 10_000):
 }
 
 /**
+ * The process's Redis client. Redis trouble opens the breaker and is logged
+ * (throttled); a Redis still away after a short wait does not stop the start.
+ */
+async function connectRedis(
+  config: ServiceConfig,
+  logger: Logger,
+  breaker: CircuitBreaker,
+  onTrouble: (error: unknown) => void,
+): Promise<RedisClient> {
+  const redis = createRedisClient({
+    url: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
+    keyPrefix: config.redisKeyPrefix,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
+  redis.on('error', (error) => {
+    breaker.recordFailure();
+    onTrouble(error);
+  });
+  if (!(await waitForRedis(redis, 3_000))) {
+    logger.warn('redis not reachable at start; serving without it until it is');
+  }
+  return redis;
+}
+
+/**
  * The recorder when ACCESS_AUDIT=off: it records nothing. That exists only to
  * measure what auditing costs; a service running so says it loudly.
  */
@@ -101,23 +130,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     maximumPoolSize: config.databasePoolSize,
     statementTimeoutMs: config.databaseStatementTimeoutMs,
   });
-  if (!config.redisUrl && config.redisClusterNodes.length === 0) {
-    throw new Error('REDIS_URL or REDIS_CLUSTER_NODES is required');
-  }
-  const redis = createRedisClient({
-    url: config.redisUrl,
-    clusterNodes: config.redisClusterNodes,
-    keyPrefix: config.redisKeyPrefix,
-    commandTimeoutMs: config.redisCommandTimeoutMs,
-  });
   const breaker = createCircuitBreaker();
   const redisTrouble = throttledWarning(logger, 'redis unavailable; serving without it');
-  redis.on('error', (error) => {
-    breaker.recordFailure();
-    redisTrouble(error);
-  });
-  if (!(await waitForRedis(redis, 3_000))) {
-    logger.warn('redis not reachable at start; serving without it until it is');
+  const redis = config.stateStore === 'redis' ? await connectRedis(config, logger, breaker, redisTrouble) : undefined;
+  if (!redis) {
+    logger.warn(
+      'STATE_STORE=memory: cache, rate limits and sessions are kept in this process only; ' +
+        'a revoked session stays valid in other processes until its token expires (development only)',
+    );
   }
   const runtime: ServiceRuntime = {
     config,
@@ -125,8 +145,10 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     pool,
     redis,
     breaker,
-    cache: createCache({ redis, breaker, onError: redisTrouble }),
-    sessions: createSessionStore({ redis, breaker, ttlSeconds: config.cacheTtlSeconds.session }),
+    cache: redis ? createCache({ redis, breaker, onError: redisTrouble }) : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache') }),
+    sessions: redis
+      ? createSessionStore({ redis, breaker, ttlSeconds: config.cacheTtlSeconds.session })
+      : createInProcessSessionStore(),
     rateLimiter: createRateLimiter({
       redis,
       breaker,
@@ -166,7 +188,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     });
     // Last try at deleting cache entries a failed post-commit write left stale.
     await runtime.cache.close();
-    redis.disconnect();
+    redis?.disconnect();
   };
 
   const bindings = await module.createServices(runtime);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, testServices, uniqueKeyPrefix, type TestDatabase } from '@clinical/testing';
+import type { RedisClient } from '@clinical/cache';
 import { createChannel, createClient, Metadata, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
 import type { Principal } from '../auth/principal.js';
 import { mintToken } from '../auth/tokens.js';
@@ -15,6 +16,8 @@ export interface TestService {
   readonly config: ServiceConfig;
   readonly address: string;
   readonly channel: Channel;
+  /** The service's Redis client; throws when it keeps its state in process (STATE_STORE=memory). */
+  readonly redis: RedisClient;
   /** Mints a token for these claims and opens its session. */
   token(claims: Partial<Omit<Principal, 'sid'>>): Promise<string>;
   /** A client of `definition` over the service's channel, sending `token` (if any) on every call. */
@@ -30,7 +33,8 @@ export function clientOn<Definition extends CompatServiceDefinition>(channel: Ch
 
 /**
  * Starts `module` on 127.0.0.1 port 0 against a fresh database cloned from
- * the migrated template and the test Redis (keys under a unique prefix).
+ * the migrated template and the test Redis (keys under a unique prefix), or
+ * no Redis at all when `env` says STATE_STORE=memory.
  */
 export async function startTestService(module: ServiceModule, env: Record<string, string> = {}): Promise<TestService> {
   const { postgresUrl, redisUrl, templateDatabase } = testServices();
@@ -38,7 +42,7 @@ export async function startTestService(module: ServiceModule, env: Record<string
   const prefix = SERVICES[module.name].envPrefix;
   const config = loadServiceConfig(module.name, {
     DATABASE_URL: database.url,
-    REDIS_URL: redisUrl,
+    ...(env.STATE_STORE === 'memory' ? {} : { REDIS_URL: redisUrl }),
     REDIS_KEY_PREFIX: uniqueKeyPrefix(),
     JWT_SECRET: TEST_JWT_SECRET,
     GRPC_HOST: '127.0.0.1',
@@ -57,6 +61,12 @@ export async function startTestService(module: ServiceModule, env: Record<string
     config,
     address,
     channel,
+    get redis() {
+      if (!running.runtime.redis) {
+        throw new Error(`${module.name} runs with STATE_STORE=memory: it has no Redis`);
+      }
+      return running.runtime.redis;
+    },
     async token(claims) {
       const { token, sid } = await mintToken({
         secret: TEST_JWT_SECRET,

@@ -35,12 +35,17 @@ export async function inAuditedTransaction(
 }
 
 export async function insertPatient(client: pg.Client, site = 'SITE-A'): Promise<string> {
-  const { rows } = await client.query<{ patient_id: string }>(
+  const {
+    rows: [row],
+  } = await client.query<{ patient_id: string }>(
     `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date, treatment_arm)
      VALUES ('T-' || substr(md5(random()::text), 1, 12), $1, 'RA001', '2024-01-15', 'A') RETURNING patient_id`,
     [site],
   );
-  return rows[0]!.patient_id;
+  if (!row) {
+    throw new Error('INSERT ... RETURNING returned no row');
+  }
+  return row.patient_id;
 }
 
 export { expectStatus } from '@clinical/server-kit/testing';

@@ -39,8 +39,8 @@ export const etagOf = (row: Pick<AgentContextRow, 'context_version' | 'created_m
 
 /** The version and creation an etag names, or undefined when it is not one of ours. */
 export function parseEtag(etag: string): { contextVersion: string; createdMicros: string } | undefined {
-  const match = /^"(\d{1,19})\.(-?\d{1,19})"$/.exec(etag);
-  return match ? { contextVersion: match[1]!, createdMicros: match[2]! } : undefined;
+  const [, contextVersion, createdMicros] = /^"(\d{1,19})\.(-?\d{1,19})"$/.exec(etag) ?? [];
+  return contextVersion && createdMicros ? { contextVersion, createdMicros } : undefined;
 }
 
 export function toDecisionMessage(decision: StoredDecision): agentContextV1.AgentDecision {

@@ -170,6 +170,16 @@ const CASES: readonly Case[] = [
   { name: 'CreateDocumentVersion: no title', call: () => documents.createDocumentVersion({ documentId: existingDocument.documentId, expectedVersion: 1, title: '', content: {}, metadata: {}, reason: '', requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'title' },
   { name: 'CreateDocumentVersion: unknown document', call: () => documents.createDocumentVersion({ documentId: randomUUID(), expectedVersion: 1, title: 't', content: {}, metadata: {}, reason: '', requestId: '' }), status: Status.NOT_FOUND },
   { name: 'ListDocumentVersions: bad id', call: () => documents.listDocumentVersions({ documentId: '-', pageSize: 0, pageToken: '' }), status: Status.INVALID_ARGUMENT, field: 'document_id' },
+  { name: 'CreatePatient: NUL in the treatment arm', call: create((patient) => { patient.treatmentArm = 'a\u0000b'; }), status: Status.INVALID_ARGUMENT, field: 'patient.treatment_arm' },
+  { name: 'CreatePatient: NUL in a race', call: demographics({ race: ['x\u0000'] }), status: Status.INVALID_ARGUMENT, field: 'patient.demographics.race[0]' },
+  { name: 'CreatePatient: NUL in an allergy', call: history({ allergies: ['pen\u0000icillin'] }), status: Status.INVALID_ARGUMENT, field: 'patient.medical_history.allergies[0]' },
+  { name: 'BatchCreatePatients: NUL in the second entry', call: () => patients.batchCreatePatients({ requests: [{ patient: newPatient(), requestId: '' }, { patient: patientWith((patient) => { patient.treatmentArm = '\u0000'; }), requestId: '' }], requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'requests[1].patient.treatment_arm' },
+  { name: 'CreatePatient: 51 characters of emoji in the treatment arm', call: create((patient) => { patient.treatmentArm = '\u{1F600}'.repeat(51); }), status: Status.INVALID_ARGUMENT, field: 'patient.treatment_arm' },
+  { name: 'UpdatePatient: NUL in the reason', call: update({ reason: 'typo\u0000' }), status: Status.INVALID_ARGUMENT, field: 'reason' },
+  { name: 'UpdatePatient: etag with a leading zero', call: () => patients.updatePatient({ patient: { ...existing, etag: `"0${existing.etag.slice(1)}` }, updateMask: ['treatment_arm'], reason: '', requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'patient.etag' },
+  { name: 'ChangePatientStatus: etag with a leading zero', call: () => changeStatus({ etag: `"0${existing.etag.slice(1)}` })(), status: Status.INVALID_ARGUMENT, field: 'etag' },
+  { name: 'ListPatients: NUL in the site filter', call: list({ siteId: 'SITE-A\u0000' }), status: Status.INVALID_ARGUMENT, field: 'site_id' },
+  { name: 'CreateDocument: NUL in the title', call: document({ title: 'Visit\u0000 1' }), status: Status.INVALID_ARGUMENT, field: 'document.title' },
   { name: 'ListDocumentVersions: page token of another listing', call: () => documents.listDocumentVersions({ documentId: existingDocument.documentId, pageSize: 0, pageToken: firstPageToken }), status: Status.INVALID_ARGUMENT, field: 'page_token' },
 ];
 

@@ -48,6 +48,14 @@ describe('AgentContextService', () => {
       agent.upsertAgentContext({ agentContext: { agentId: 'nobody', contextType: 'x', contextData: {}, etag } }),
       Status.NOT_FOUND,
     );
+    // Etags this service never writes: beyond int8, leading zeros.
+    for (const forged of ['"9999999999999999999.1"', '"1.-9999999999999999999"', '"01.5"']) {
+      const refusal = await expectStatus(
+        agent.upsertAgentContext({ agentContext: { agentId: 'monitor-bot', contextType: 'x', contextData: {}, etag: forged } }),
+        Status.INVALID_ARGUMENT,
+      );
+      expect(refusal.details).toMatch(/^agent_context\.etag: /);
+    }
     const { rows } = await admin.query(
       "SELECT action, reason, user_id FROM audit_events WHERE entity_type = 'agent_context' AND entity_key = 'monitor-bot' ORDER BY event_seq",
     );

@@ -37,10 +37,16 @@ export type AgentContextRow = z.infer<typeof agentContextRow>;
 export const etagOf = (row: Pick<AgentContextRow, 'context_version' | 'created_micros'>): string =>
   `"${row.context_version}.${row.created_micros}"`;
 
+const fitsInt8 = (digits: string) => BigInt.asIntN(64, BigInt(digits)) === BigInt(digits);
+
 /** The version and creation an etag names, or undefined when it is not one of ours. */
 export function parseEtag(etag: string): { contextVersion: string; createdMicros: string } | undefined {
-  const [, contextVersion, createdMicros] = /^"(\d{1,19})\.(-?\d{1,19})"$/.exec(etag) ?? [];
-  return contextVersion && createdMicros ? { contextVersion, createdMicros } : undefined;
+  // Only the form etagOf writes (no leading zeros), within int8.
+  const [, contextVersion, createdMicros] = /^"(0|[1-9]\d{0,18})\.(0|-?[1-9]\d{0,18})"$/.exec(etag) ?? [];
+  if (!contextVersion || !createdMicros || !fitsInt8(contextVersion) || !fitsInt8(createdMicros)) {
+    return undefined;
+  }
+  return { contextVersion, createdMicros };
 }
 
 export function toDecisionMessage(decision: StoredDecision): agentContextV1.AgentDecision {

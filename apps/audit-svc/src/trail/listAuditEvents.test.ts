@@ -1,6 +1,6 @@
 import { auditV1 } from '@clinical/contracts';
-import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import type { Client } from 'nice-grpc';
+import { expectStatus, startTestService, type TestService } from '@clinical/server-kit/testing';
+import { Status, type Client } from 'nice-grpc';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditServiceModule } from '../auditServiceModule.js';
@@ -104,5 +104,19 @@ describe('ListAuditEvents pages by payload bytes', () => {
     const pages = await walk(patientId, 0);
     const [large, larger, small1, small2] = rows.map((row) => row.event_id);
     expect(pages.map((page) => page.map((event) => event.eventId))).toEqual([[large], [larger], [small1, small2]]);
+  });
+});
+
+describe('ListAuditEvents checks its time range', () => {
+  it('refuses instants PostgreSQL cannot take, naming the field', async () => {
+    const yearZero = new Date(Date.parse('0001-01-01T00:00:00Z') - 1);
+    const year10000 = new Date(Date.UTC(10_000, 0, 1));
+    for (const [request, field] of [
+      [{ startTime: yearZero }, 'start_time'],
+      [{ endTime: year10000 }, 'end_time'],
+    ] as const) {
+      const refusal = await expectStatus(auditor.listAuditEvents(request), Status.INVALID_ARGUMENT);
+      expect(refusal.details).toMatch(new RegExp(`^${field}: must be between 0001`));
+    }
   });
 });

@@ -29,12 +29,9 @@ function filtersOf(v: FieldValidator, request: auditV1.ListAuditEventsRequest): 
   if (request.eventType !== auditV1.AuditEventType.AUDIT_EVENT_TYPE_UNSPECIFIED && !eventType) {
     v.add('event_type', 'has an unsupported value');
   }
-  for (const [field, time] of [['start_time', request.startTime], ['end_time', request.endTime]] as const) {
-    if (time && !Number.isFinite(time.getTime())) {
-      v.add(field, 'is not a valid timestamp');
-    }
-  }
-  if (request.startTime && request.endTime && request.endTime.getTime() <= request.startTime.getTime()) {
+  const start = v.instant('start_time', request.startTime);
+  const end = v.instant('end_time', request.endTime);
+  if (start && end && end.getTime() <= start.getTime()) {
     v.add('end_time', 'must be after start_time');
   }
   return {

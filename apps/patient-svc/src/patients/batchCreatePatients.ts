@@ -1,5 +1,5 @@
 import { patientV1 } from '@clinical/contracts';
-import { AlreadyExistsError, PermissionDeniedError } from '@clinical/errors';
+import { PermissionDeniedError } from '@clinical/errors';
 import {
   canAccessSite,
   FieldValidator,
@@ -9,7 +9,7 @@ import {
   type ServiceRuntime,
 } from '@clinical/server-kit';
 import { cacheWrittenPatients } from './patientCache.js';
-import { insertPatients, type NewPatient } from './patientQueries.js';
+import { insertPatients, subjectNumberTaken, type NewPatient } from './patientQueries.js';
 import { toPatientMessage } from './patientRecord.js';
 import { validateNewPatient } from './validatePatient.js';
 
@@ -72,10 +72,7 @@ export function batchCreatePatientsHandler(runtime: ServiceRuntime) {
         const bySubject = new Map(rows.map((row) => [row.subject_number, row]));
         const taken = entries.findIndex(({ patient }) => !bySubject.has(patient.subjectNumber));
         if (taken >= 0) {
-          throw new AlreadyExistsError(
-            `requests[${taken}].patient.subject_number: a patient with this subject number already exists`,
-            `requests[${taken}].patient.subject_number`,
-          );
+          throw subjectNumberTaken(`requests[${taken}].patient.subject_number`);
         }
         for (const row of entries.map(({ patient }) => bySubject.get(patient.subjectNumber))) {
           if (row) {

@@ -1,5 +1,5 @@
 import { patientV1 } from '@clinical/contracts';
-import { PermissionDeniedError } from '@clinical/errors';
+import { AlreadyExistsError, PermissionDeniedError } from '@clinical/errors';
 import {
   canAccessSite,
   FieldValidator,
@@ -9,7 +9,7 @@ import {
   type ServiceRuntime,
 } from '@clinical/server-kit';
 import { cacheWrittenPatients } from './patientCache.js';
-import { insertPatient } from './patientQueries.js';
+import { insertPatient, subjectNumberTaken } from './patientQueries.js';
 import { toPatientMessage } from './patientRecord.js';
 import { validateNewPatient } from './validatePatient.js';
 
@@ -44,7 +44,10 @@ export function createPatientHandler(runtime: ServiceRuntime) {
         responseCodec,
       },
       async (transaction) => {
-        const row = await insertPatient(transaction, { patient, enrollmentDate: enrollmentDate as string });
+        const row = await insertPatient(transaction, { patient, enrollmentDate: enrollmentDate as string }).catch((error: unknown) => {
+          // The unique index: the same answer as BatchCreatePatients gives, naming the field.
+          throw error instanceof AlreadyExistsError ? subjectNumberTaken('patient.subject_number', error) : error;
+        });
         rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };
       },

@@ -1,4 +1,5 @@
 import { sql, type CommonQueryMethods } from '@clinical/db';
+import { AlreadyExistsError } from '@clinical/errors';
 import type { patientV1 } from '@clinical/contracts';
 import { z } from 'zod';
 import {
@@ -38,6 +39,11 @@ export async function insertPatient(db: CommonQueryMethods, entry: NewPatient): 
             ${statusToName.get(patient.status) ?? 'ENROLLED'})
     RETURNING ${PATIENT_COLUMNS}
   `);
+}
+
+/** The answer when a subject number is taken (unique across all sites), naming `field`. */
+export function subjectNumberTaken(field: string, cause?: unknown): AlreadyExistsError {
+  return new AlreadyExistsError(`${field}: a patient with this subject number already exists`, field, { cause });
 }
 
 /**

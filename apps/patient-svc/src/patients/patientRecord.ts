@@ -205,7 +205,10 @@ export function toPatientMessage(row: PatientRow): patientV1.Patient {
   };
 }
 
-/** The row version an etag stands for, or undefined when it is not one of ours. */
+/**
+ * The row version an etag stands for, or undefined when it is not one of ours
+ * (only the form etagOf writes: no sign, no leading zeros).
+ */
 export function versionOfEtag(etag: string): string | undefined {
-  return /^"(\d{1,18})"$/.exec(etag)?.[1];
+  return /^"(0|[1-9]\d{0,17})"$/.exec(etag)?.[1];
 }

@@ -101,6 +101,15 @@ describe('ListVitals', () => {
       (await expectStatus(client.listVitals({ patientId, startTime: at, endTime: at }), Status.INVALID_ARGUMENT)).details,
     ).toMatch(/end_time/);
     expect((await expectStatus(client.listVitals({ patientId: 'nope' }), Status.INVALID_ARGUMENT)).details).toMatch(/patient_id/);
+    // Instants PostgreSQL cannot take: year 0 and year 10000.
+    const yearZero = new Date(Date.parse('0001-01-01T00:00:00Z') - 1);
+    const year10000 = new Date(Date.UTC(10_000, 0, 1));
+    expect((await expectStatus(client.listVitals({ patientId, startTime: yearZero }), Status.INVALID_ARGUMENT)).details).toMatch(
+      /^start_time: must be between 0001/,
+    );
+    expect((await expectStatus(client.summarizeVitals({ patientId, endTime: year10000 }), Status.INVALID_ARGUMENT)).details).toMatch(
+      /^end_time: must be between 0001/,
+    );
   });
 });
 

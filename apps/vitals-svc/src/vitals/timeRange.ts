@@ -1,18 +1,10 @@
 import type { FieldValidator } from '@clinical/server-kit';
 import type { TimeRange } from './vitalsQueries.js';
 
-const validTime = (v: FieldValidator, field: string, time: Date | undefined): Date | undefined => {
-  if (time && Number.isNaN(time.getTime())) {
-    v.add(field, 'is not a valid timestamp');
-    return undefined;
-  }
-  return time;
-};
-
 /** Checks a request's [start_time, end_time): each a valid instant when set, end after start when both are. */
 export function validateTimeRange(v: FieldValidator, startTime: Date | undefined, endTime: Date | undefined): TimeRange {
-  const start = validTime(v, 'start_time', startTime);
-  const end = validTime(v, 'end_time', endTime);
+  const start = v.instant('start_time', startTime);
+  const end = v.instant('end_time', endTime);
   if (start && end && end.getTime() <= start.getTime()) {
     v.add('end_time', 'must be after start_time');
   }

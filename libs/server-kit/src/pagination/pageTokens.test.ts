@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '@clinical/errors';
 import { describe, expect, it } from 'vitest';
 import { createPageTokenCodec, pageSizeOf } from './pageTokens.js';
 
-const codec = createPageTokenCodec('a-page-token-secret-of-at-least-32-chars');
+const codec = createPageTokenCodec('a-page-token-secret-of-at-least-32-chars', 'patient-svc');
 const filters = { method: 'ListThings', siteId: 'S1', since: new Date('2024-05-01T00:00:00Z') };
 
 /** The InvalidArgumentError `run` throws (failing when it throws nothing or something else). */
@@ -25,7 +25,7 @@ describe('page tokens', () => {
     expect(Buffer.from(token, 'base64url').toString('latin1')).not.toContain('Site');
     expect(codec.decode(token, { ...filters })).toEqual(cursor);
     // Every replica sealing with the same secret accepts the others' tokens.
-    expect(createPageTokenCodec('a-page-token-secret-of-at-least-32-chars').decode(token, filters)).toEqual(cursor);
+    expect(createPageTokenCodec('a-page-token-secret-of-at-least-32-chars', 'patient-svc').decode(token, filters)).toEqual(cursor);
   });
 
   it('treats an empty token as the first page', () => {
@@ -40,7 +40,9 @@ describe('page tokens', () => {
       copy[index] = (copy[index] ?? 0) ^ 0x01;
       return copy.toString('base64url');
     };
-    const otherSecret = createPageTokenCodec('another-secret-of-another-deployment!!').encode(['S1', 'P1'], filters);
+    const otherSecret = createPageTokenCodec('another-secret-of-another-deployment!!', 'patient-svc').encode(['S1', 'P1'], filters);
+    // Same secret and filters, another service's token.
+    const otherService = createPageTokenCodec('a-page-token-secret-of-at-least-32-chars', 'analytics-svc').encode(['S1', 'P1'], filters);
     for (const bad of [
       flipped(0),
       flipped(20),
@@ -53,6 +55,7 @@ describe('page tokens', () => {
       '\u0000',
       Buffer.from(JSON.stringify({ c: ['S1', 'P1'], f: 'x' })).toString('base64url'),
       otherSecret,
+      otherService,
     ]) {
       const error = refusal(() => codec.decode(bad, filters));
       expect(error.violations.map((violation) => violation.field)).toEqual(['page_token']);

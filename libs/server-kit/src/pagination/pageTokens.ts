@@ -23,8 +23,13 @@ export interface PageTokenCodec {
 const fingerprint = (filters: unknown) =>
   createHash('sha256').update(JSON.stringify(filters ?? null)).digest('base64url').slice(0, 22);
 
-export function createPageTokenCodec(secret: string): PageTokenCodec {
-  const key = createHash('sha256').update(`page-tokens\0${secret}`).digest();
+/**
+ * A codec whose tokens only `scope` (the service's name) accepts: every
+ * service derives its key from the same secret, and two services' filters
+ * may look alike.
+ */
+export function createPageTokenCodec(secret: string, scope: string): PageTokenCodec {
+  const key = createHash('sha256').update(`page-tokens\0${scope}\0${secret}`).digest();
   const refuse = () =>
     new InvalidArgumentError({ field: 'page_token', description: 'is not a page token this service issued' });
   return {

@@ -163,7 +163,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
           onFlushError: throttledWarning(logger, 'access audit flush failed; retrying'),
         })
       : discardingAccessRecorder(logger),
-    pageTokens: createPageTokenCodec(config.pageTokenSecret),
+    pageTokens: createPageTokenCodec(config.pageTokenSecret, config.serviceName),
   };
 
   // Stored first responses of idempotent requests expire; every replica may purge (it is idempotent).

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type FieldViolation } from '@clinical/errors';
-import { checkJsonDocument, type JsonDocumentRule } from './jsonDocuments.js';
+import { checkJsonDocument, isStorableText, UNSTORABLE_TEXT, type JsonDocumentRule } from './jsonDocuments.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -40,6 +40,22 @@ export function parseCivilDate(value: string): CivilDate {
   return { year: year ?? 0, month: month ?? 0, day: day ?? 0 };
 }
 
+/** Code points in `text` (a surrogate pair is one character). */
+function characterCount(text: string): number {
+  let pairs = 0;
+  for (let index = 0; index < text.length; index += 1) {
+    const unit = text.charCodeAt(index);
+    if (unit >= 0xdc00 && unit <= 0xdfff) {
+      pairs += 1;
+    }
+  }
+  return text.length - pairs;
+}
+
+/** The earliest and latest instants PostgreSQL and ISO 8601 text both spell: years 0001 to 9999. */
+const EARLIEST_INSTANT_MS = Date.parse('0001-01-01T00:00:00Z');
+const LATEST_INSTANT_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
 /** Today's date in UTC, 'YYYY-MM-DD'. */
 export function todayUtc(now = new Date()): string {
   return now.toISOString().slice(0, 10);
@@ -70,9 +86,15 @@ export class FieldValidator {
       }
       return;
     }
-    if (value.length < (rule.min ?? 1)) {
+    if (!isStorableText(value)) {
+      this.add(field, UNSTORABLE_TEXT);
+      return;
+    }
+    // Characters as PostgreSQL counts them (code points), not UTF-16 units.
+    const length = characterCount(value);
+    if (length < (rule.min ?? 1)) {
       this.add(field, `must be at least ${rule.min ?? 1} characters`);
-    } else if (value.length > rule.max) {
+    } else if (length > rule.max) {
       this.add(field, `must be at most ${rule.max} characters`);
     } else if (rule.pattern && !rule.pattern.test(value)) {
       this.add(field, rule.patternDescription ?? 'has an invalid format');
@@ -116,6 +138,29 @@ export class FieldValidator {
       return undefined;
     }
     return formatted;
+  }
+
+  /**
+   * Checks an instant (a decoded google.protobuf.Timestamp): a real time in
+   * the years 0001 to 9999. Returns it when valid.
+   */
+  instant(field: string, value: Date | undefined, required = false): Date | undefined {
+    if (!value) {
+      if (required) {
+        this.add(field, 'is required');
+      }
+      return undefined;
+    }
+    const ms = value.getTime();
+    if (!Number.isFinite(ms)) {
+      this.add(field, 'is not a valid timestamp');
+      return undefined;
+    }
+    if (ms < EARLIEST_INSTANT_MS || ms > LATEST_INSTANT_MS) {
+      this.add(field, 'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z');
+      return undefined;
+    }
+    return value;
   }
 
   /** Checks a number against an inclusive range; `zeroMeansUnset` lets 0 through. */

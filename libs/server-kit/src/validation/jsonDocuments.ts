@@ -2,6 +2,14 @@
 // eslint-disable-next-line no-control-regex -- NUL is exactly what must be refused
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/** What is wrong with text PostgreSQL cannot store (NUL, unpaired surrogates). */
+export const UNSTORABLE_TEXT = 'must not contain NUL characters or unpaired surrogates';
+
+/** Whether PostgreSQL can store `text` in a text or jsonb column. */
+export function isStorableText(text: string): boolean {
+  return !UNSTORABLE.test(text);
+}
+
 /**
  * Why a JSON document (a google.protobuf.Struct as decoded) cannot be stored
  * in a jsonb column, or undefined when it can: a number JSON cannot spell
@@ -19,8 +27,8 @@ export function jsonDocumentProblem(value: unknown, maxDepth: number): string | 
       return `must not nest deeper than ${maxDepth} levels`;
     }
     if (typeof item === 'string') {
-      if (UNSTORABLE.test(item)) {
-        return 'must not contain NUL characters or unpaired surrogates';
+      if (!isStorableText(item)) {
+        return UNSTORABLE_TEXT;
       }
     } else if (typeof item === 'number') {
       if (!Number.isFinite(item)) {
@@ -29,8 +37,8 @@ export function jsonDocumentProblem(value: unknown, maxDepth: number): string | 
     } else if (item !== null && typeof item === 'object') {
       const entries = Array.isArray(item) ? item.map((element) => ['', element] as const) : Object.entries(item);
       for (const [key, element] of entries) {
-        if (UNSTORABLE.test(key)) {
-          return 'must not contain NUL characters or unpaired surrogates';
+        if (!isStorableText(key)) {
+          return UNSTORABLE_TEXT;
         }
         pending.push({ value: element, depth: depth + 1 });
       }

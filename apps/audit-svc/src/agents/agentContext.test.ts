@@ -212,6 +212,40 @@ describe('AgentContextService: size limits', () => {
     expect(legacy.decisionCount).toBe(1_500);
   });
 
+  it('returns as many of the oldest decisions as fit a 4 MiB response, and counts them all', async () => {
+    // 1000 numbers in each decision's details (2 KB of JSON) take 11 KB as protobuf: 500 of them, 5.5 MB.
+    await agent.upsertAgentContext({ agentContext: { agentId: 'numeric-bot', contextType: 'triage', contextData: {} } });
+    await admin.query(`UPDATE mcp_context SET decisions =
+      (SELECT jsonb_agg(jsonb_build_object('decision_id', gen_random_uuid(), 'sequence_number', g, 'decision_time', now(),
+                 'action', 'act-' || g, 'created_by', 'agent-7',
+                 'details', jsonb_build_object('scores', (SELECT jsonb_agg(0) FROM generate_series(1, 1000)))) ORDER BY g)
+         FROM generate_series(1, 500) AS g)
+      WHERE agent_id = 'numeric-bot'`);
+    // Read through the test client's default 4 MiB limit.
+    const read = (await agent.getAgentContext({ agentId: 'numeric-bot' })).agentContext!;
+    expect(read.decisionCount).toBe(500);
+    expect(read.decisions.length).toBeGreaterThan(300);
+    expect(read.decisions.length).toBeLessThan(400);
+    expect(read.decisions.map((decision) => decision.sequenceNumber)).toEqual(read.decisions.map((_, index) => String(index + 1)));
+  });
+
+  it('ends a ListAgentContexts page where the response would pass 4 MiB', async () => {
+    // 120,000 numbers: 240 KB of JSON (within the 256 KiB limit), 1.3 MB as protobuf.
+    const names = ['numeric-1', 'numeric-2', 'numeric-3', 'numeric-4'];
+    for (const name of names) {
+      await agent.upsertAgentContext({ agentContext: { agentId: name, contextType: 'numeric', contextData: { scores: Array(120_000).fill(0) } } });
+    }
+    const pages: string[][] = [];
+    let pageToken = '';
+    do {
+      const page = await agent.listAgentContexts({ contextType: 'numeric', pageSize: 500, pageToken });
+      pages.push(page.agentContexts.map((context) => context.agentId));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(pages.map((page) => page.length)).toEqual([3, 1]);
+    expect(pages.flat()).toEqual(names);
+  });
+
   it('ends a ListAgentContexts page before its context_data passes about 3 MiB', async () => {
     const names = Array.from({ length: 15 }, (_, index) => `bulky-${String(index).padStart(2, '0')}`);
     for (const name of names) {

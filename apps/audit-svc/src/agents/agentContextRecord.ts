@@ -1,4 +1,5 @@
-import type { agentContextV1 } from '@clinical/contracts';
+import { agentContextV1 } from '@clinical/contracts';
+import { countWithinBudget, RESPONSE_BUDGET_BYTES } from '@clinical/server-kit';
 import { z } from 'zod';
 
 /** A decision as stored in mcp_context.decisions (snake_case JSON). */
@@ -64,14 +65,34 @@ export function toDecisionMessage(decision: StoredDecision): agentContextV1.Agen
 }
 
 export function toAgentContextMessage(row: AgentContextRow): agentContextV1.AgentContext {
-  return {
+  const message: agentContextV1.AgentContext = {
     agentId: row.agent_id,
     contextType: row.context_type,
     contextData: row.context_data,
-    decisions: (row.decisions ?? []).map(toDecisionMessage),
+    decisions: [],
     decisionCount: row.decision_count,
     createTime: row.created_at,
     updateTime: row.last_updated,
     etag: etagOf(row),
   };
+  if (row.decisions && row.decisions.length > 0) {
+    message.decisions = decisionsThatFit(message, row.decisions.map(toDecisionMessage));
+  }
+  return message;
+}
+
+/**
+ * The oldest of `decisions` that fit, with the rest of `context`, in a
+ * response a default client accepts (RESPONSE_BUDGET_BYTES). The write
+ * limits count JSON, and a decision's details can take several times their
+ * JSON as protobuf, so a full context may not fit; decision_count still
+ * counts every decision.
+ */
+function decisionsThatFit(
+  context: agentContextV1.AgentContext,
+  decisions: agentContextV1.AgentDecision[],
+): agentContextV1.AgentDecision[] {
+  const room = RESPONSE_BUDGET_BYTES - agentContextV1.AgentContext.encode(context).finish().length;
+  const kept = countWithinBudget(decisions, (decision) => agentContextV1.AgentDecision.encode(decision).finish().length, { budget: room });
+  return kept === decisions.length ? decisions : decisions.slice(0, kept);
 }

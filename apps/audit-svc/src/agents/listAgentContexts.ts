@@ -1,6 +1,6 @@
-import type { agentContextV1 } from '@clinical/contracts';
+import { agentContextV1 } from '@clinical/contracts';
 import { InvalidArgumentError } from '@clinical/errors';
-import { FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { toAgentContextMessage } from './agentContextRecord.js';
 import { selectAgentContexts } from './agentContextQueries.js';
 import { CONTEXT_TYPE } from './validateAgentContext.js';
@@ -38,10 +38,13 @@ export function listAgentContextsHandler(runtime: ServiceRuntime) {
     const cursor = runtime.pageTokens.decode(request.pageToken, filters);
     const after = cursor ? agentIdOf(cursor) : undefined;
     const { rows: page, more } = await selectAgentContexts(runtime.pool, context.principal, request.contextType || undefined, after, pageSize);
-    const last = page[page.length - 1];
+    // The page also ends before the context that would take the response past what a client accepts.
+    const agentContexts = page.map(toAgentContextMessage);
+    const kept = countWithinBudget(agentContexts, (agentContext) => agentContextV1.AgentContext.encode(agentContext).finish().length);
+    const last = page[kept - 1];
     return {
-      agentContexts: page.map(toAgentContextMessage),
-      nextPageToken: more && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
+      agentContexts: agentContexts.slice(0, kept),
+      nextPageToken: (more || kept < page.length) && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
     };
   };
 }

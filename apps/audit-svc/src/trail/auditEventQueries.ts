@@ -12,7 +12,7 @@ const EVENT_COLUMNS = sql.fragment`
 `;
 
 const auditEventRow = rowSchema(auditEventFields);
-const auditEventPageRow = rowSchema(auditEventFields.extend({ more: z.boolean() }));
+const auditEventPageRow = rowSchema(auditEventFields.extend({ more: z.boolean(), payload_bytes: z.number() }));
 
 /** Filters of ListAuditEvents, normalized (stored names, lowercase UUIDs). */
 export interface AuditEventFilters {
@@ -51,7 +51,8 @@ export const PAGE_PAYLOAD_BUDGET_BYTES = 3 * 1024 * 1024;
 
 /** One page of ListAuditEvents: its events, and whether any visible event follows them. */
 export interface AuditEventPage {
-  readonly rows: readonly AuditEventRow[];
+  /** Each with its payload's size (payload_bytes, the jsonb text's length). */
+  readonly rows: readonly (AuditEventRow & { readonly payload_bytes: number })[];
   readonly more: boolean;
 }
 
@@ -129,7 +130,7 @@ export async function selectAuditEvents(
       SELECT s.event_seq FROM sized AS s
        WHERE s.position <= ${pageSize} AND (s.position = 1 OR s.bytes_through <= ${budgetBytes})
     )
-    SELECT ${EVENT_COLUMNS},
+    SELECT ${EVENT_COLUMNS}, e.payload_bytes,
            (SELECT count(*) FROM sized) > (SELECT count(*) FROM page) AS more
       FROM page
       JOIN audit_events AS e ON e.event_seq = page.event_seq

@@ -107,6 +107,25 @@ describe('ListAuditEvents pages by payload bytes', () => {
   });
 });
 
+describe('ListAuditEvents pages by response size', () => {
+  it('ends a page where the response would pass 4 MiB, though the payloads are under the budget', async () => {
+    const patientId = await insertPatient(admin, 'SITE-A');
+    // Three events of 250,000 numbers each: about 750 KB of jsonb text, but 11 bytes a number as
+    // protobuf (2.6 MiB an event): the payload budget would put all three on one page.
+    await admin.query(
+      `INSERT INTO audit_events (event_type, entity_type, patient_id, user_id, action, payload, "timestamp")
+       SELECT 'DATA_CHANGE', 'document', $1::uuid, 'coordinator-p', 'UPDATE',
+              jsonb_build_object('new', (SELECT jsonb_agg(0) FROM generate_series(1, 250000))),
+              now() - interval '3 hours' - g * interval '1 second'
+         FROM generate_series(1, 3) AS g`,
+      [patientId],
+    );
+    // The test client refuses messages over 4 MiB, as any default client does.
+    const pages = await walk(patientId, 0);
+    expect(pages.map((page) => page.length)).toEqual([1, 1, 1]);
+  });
+});
+
 describe('ListAuditEvents checks its time range', () => {
   it('refuses instants PostgreSQL cannot take, naming the field', async () => {
     const yearZero = new Date(Date.parse('0001-01-01T00:00:00Z') - 1);

@@ -1,6 +1,6 @@
 import { auditV1 } from '@clinical/contracts';
 import { InvalidArgumentError } from '@clinical/errors';
-import { FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { ACTION_NAMES, EVENT_TYPE_NAMES, storedEntityTypes, toAuditEventMessage } from './auditEventRecord.js';
 import { selectAuditEvents, type AuditEventFilters } from './auditEventQueries.js';
 import { recordTrailRead } from './trailAccessEvents.js';
@@ -61,6 +61,13 @@ function eventCursorOf(parts: Cursor): { occurredMicros: string; eventId: string
 }
 
 /**
+ * Most bytes an event's fields other than its payload and reason take encoded:
+ * ids, keys and names of at most 200 characters (4 bytes each at most),
+ * addresses, hashes and times.
+ */
+const EVENT_FIELDS_BOUND_BYTES = 4_096;
+
+/**
  * ListAuditEvents: keyset pages of the events the caller may see, newest
  * first, and an access event for each patient whose events it returns. A
  * page holds at most page_size events and ends early before the event that
@@ -88,12 +95,19 @@ export function listAuditEventsHandler(runtime: ServiceRuntime) {
     const cursor = cursorParts ? eventCursorOf(cursorParts) : undefined;
 
     // The page ends at pageSize events or at the payload budget, whichever comes first.
-    const { rows: page, more } = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize);
+    const { rows: fetched, more } = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize);
+    // And before the event that would take the response past what a client accepts: a payload
+    // (jsonb text) takes at most 4 times its bytes as a protobuf Struct, so most pages need no measuring.
+    const events = fetched.map((row) => ({ row, message: toAuditEventMessage(row) }));
+    const kept = countWithinBudget(events, ({ message }) => auditV1.AuditEvent.encode(message).finish().length, {
+      upperBound: ({ row }) => 4 * row.payload_bytes + EVENT_FIELDS_BOUND_BYTES + 3 * (row.reason?.length ?? 0),
+    });
+    const page = fetched.slice(0, kept);
     const last = page[page.length - 1];
     recordTrailRead(runtime, context, page);
     return {
-      events: page.map(toAuditEventMessage),
-      nextPageToken: more && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
+      events: events.slice(0, kept).map(({ message }) => message),
+      nextPageToken: (more || kept < fetched.length) && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
     };
   };
 }

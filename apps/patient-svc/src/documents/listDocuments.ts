@@ -3,6 +3,7 @@ import { NotFoundError } from '@clinical/errors';
 import {
   accessEventsOf,
   canAccessSite,
+  countWithinBudget,
   FieldValidator,
   pageSizeOf,
   type HandlerContext,
@@ -51,11 +52,15 @@ export function listDocumentsHandler(runtime: ServiceRuntime) {
       pageSize,
       byteBudget: PAGE_BYTE_BUDGET,
     });
-    const last = page[page.length - 1];
-    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(page)));
+    // The page also ends before the document that would take the response past what a client accepts.
+    const documents = page.map(toDocumentMessage);
+    const kept = countWithinBudget(documents, (document) => documentV1.Document.encode(document).finish().length);
+    const returned = page.slice(0, kept);
+    const last = returned[returned.length - 1];
+    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(returned)));
     return {
-      documents: page.map(toDocumentMessage),
-      nextPageToken: more && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
+      documents: documents.slice(0, kept),
+      nextPageToken: (more || kept < page.length) && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
     };
   };
 }

@@ -74,9 +74,11 @@ export interface AgentContext {
   /**
    * The decisions, oldest first (stored in the column decisions, JSONB), at
    * most 1000. Only AppendAgentDecision adds to them; empty in
-   * ListAgentContexts. A context stored before these limits, or written by
-   * SQL, may hold more: then the oldest 1000 (and at most 8 MiB of them) are
-   * returned, and decision_count still counts all visible decisions.
+   * ListAgentContexts. A response holds as many of the oldest 1000 as fit
+   * what a default gRPC client accepts (4 MiB): a context near its limits
+   * (numbers in details take several times their JSON size), or one written
+   * by SQL, may have its newest decisions left out. decision_count still
+   * counts all visible decisions.
    */
   decisions: AgentDecision[];
   /**
@@ -1483,8 +1485,9 @@ export const AgentContextServiceDefinition = {
      * Lists contexts by agent_id (ascending), optionally of one context type,
      * in keyset pages. Decisions are left out (decision_count says how many).
      * A page ends early, before page_size contexts, once its context_data
-     * reaches about 3 MiB (a page holds one context at least): only an empty
-     * next_page_token means the last page.
+     * reaches about 3 MiB of JSON or the response would pass 4 MiB (a page
+     * holds one context at least): only an empty next_page_token means the
+     * last page.
      */
     listAgentContexts: {
       name: "ListAgentContexts",
@@ -1539,8 +1542,9 @@ export interface AgentContextServiceImplementation<CallContextExt = {}> {
    * Lists contexts by agent_id (ascending), optionally of one context type,
    * in keyset pages. Decisions are left out (decision_count says how many).
    * A page ends early, before page_size contexts, once its context_data
-   * reaches about 3 MiB (a page holds one context at least): only an empty
-   * next_page_token means the last page.
+   * reaches about 3 MiB of JSON or the response would pass 4 MiB (a page
+   * holds one context at least): only an empty next_page_token means the
+   * last page.
    */
   listAgentContexts(
     request: ListAgentContextsRequest,
@@ -1586,8 +1590,9 @@ export interface AgentContextServiceClient<CallOptionsExt = {}> {
    * Lists contexts by agent_id (ascending), optionally of one context type,
    * in keyset pages. Decisions are left out (decision_count says how many).
    * A page ends early, before page_size contexts, once its context_data
-   * reaches about 3 MiB (a page holds one context at least): only an empty
-   * next_page_token means the last page.
+   * reaches about 3 MiB of JSON or the response would pass 4 MiB (a page
+   * holds one context at least): only an empty next_page_token means the
+   * last page.
    */
   listAgentContexts(
     request: DeepPartial<ListAgentContextsRequest>,

@@ -340,7 +340,11 @@ export interface PurgedPartition {
 export interface ListAuditEventsRequest {
   /**
    * Maximum events per page: 0 means 100, values above 1000 are treated as
-   * 1000, negative values are INVALID_ARGUMENT.
+   * 1000, negative values are INVALID_ARGUMENT. A page may hold fewer: it
+   * ends before the event whose payload would take the page past about
+   * 3 MiB of JSON, or the response past what a default gRPC client accepts
+   * (4 MiB), and holds one event at least. Only an empty next_page_token
+   * means the last page.
    */
   pageSize: number;
   /**

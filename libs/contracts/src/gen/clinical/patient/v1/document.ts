@@ -173,7 +173,10 @@ export interface ListDocumentsRequest {
     | undefined;
   /**
    * Maximum documents per page: 0 means 50, values above 200 are treated as
-   * 200, negative values are INVALID_ARGUMENT.
+   * 200, negative values are INVALID_ARGUMENT. A page may hold fewer: it
+   * ends before the document that would take the response past what a
+   * default gRPC client accepts (4 MiB), and holds one document at least.
+   * Only an empty next_page_token means the last page.
    */
   pageSize: number;
   /**
@@ -225,7 +228,8 @@ export interface ListDocumentVersionsRequest {
   documentId: string;
   /**
    * Maximum versions per page: 0 means 50, values above 200 are treated as
-   * 200, negative values are INVALID_ARGUMENT.
+   * 200, negative values are INVALID_ARGUMENT. A page may hold fewer, as in
+   * ListDocumentsRequest.page_size.
    */
   pageSize: number;
   /** Token from a previous response's next_page_token. */

@@ -179,6 +179,7 @@ const CASES: readonly Case[] = [
   { name: 'UpdatePatient: etag with a leading zero', call: () => patients.updatePatient({ patient: { ...existing, etag: `"0${existing.etag.slice(1)}` }, updateMask: ['treatment_arm'], reason: '', requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'patient.etag' },
   { name: 'ChangePatientStatus: etag with a leading zero', call: () => changeStatus({ etag: `"0${existing.etag.slice(1)}` })(), status: Status.INVALID_ARGUMENT, field: 'etag' },
   { name: 'ListPatients: NUL in the site filter', call: list({ siteId: 'SITE-A\u0000' }), status: Status.INVALID_ARGUMENT, field: 'site_id' },
+  { name: 'CreateDocument: content nested 40 deep (past the decoder\'s limit)', call: document({ content: nestedJson(38) }), status: Status.INVALID_ARGUMENT, field: 'request' },
   { name: 'CreateDocument: NUL in the title', call: document({ title: 'Visit\u0000 1' }), status: Status.INVALID_ARGUMENT, field: 'document.title' },
   { name: 'ListDocumentVersions: page token of another listing', call: () => documents.listDocumentVersions({ documentId: existingDocument.documentId, pageSize: 0, pageToken: firstPageToken }), status: Status.INVALID_ARGUMENT, field: 'page_token' },
 ];

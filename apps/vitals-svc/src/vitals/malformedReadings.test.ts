@@ -58,6 +58,7 @@ const CASES: { name: string; change: Partial<vitalsV1.VitalSigns>; field: string
   { name: 'visit_date 30 February', change: { visitDate: { year: 2024, month: 2, day: 30 } }, field: 'visit_date' },
   { name: 'visit_date before 1990', change: { visitDate: { year: 1989, month: 12, day: 31 } }, field: 'visit_date' },
   { name: 'visit_date negative year', change: { visitDate: { year: -5, month: 1, day: 1 } }, field: 'visit_date' },
+  { name: 'visit_date in year 9999', change: { visitDate: { year: 9999, month: 12, day: 31 } }, field: 'visit_date' },
   { name: 'device_data with NUL in a value', change: { deviceData: { serial: 'A\u0000B' } }, field: 'device_data' },
   { name: 'device_data with NUL in a key', change: { deviceData: { 'se\u0000rial': 'AB' } }, field: 'device_data' },
   { name: 'device_data over 16 KiB', change: { deviceData: { blob: 'x'.repeat(17_000) } }, field: 'device_data' },

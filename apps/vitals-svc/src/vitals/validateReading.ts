@@ -14,6 +14,8 @@ export const RANGES = {
 export const MAX_READINGS_PER_MESSAGE = 5_000;
 /** How far measurement_time may be ahead of the server's clock. */
 export const CLOCK_SKEW_MS = 5 * 60_000;
+/** How far past the server's UTC date a visit_date may be. */
+const LATEST_VISIT_AHEAD_MS = 86_400_000;
 /** Earliest measurement_time and visit_date accepted. */
 export const EARLIEST_MEASUREMENT_MS = Date.UTC(1990, 0, 1);
 export const EARLIEST_VISIT_DATE = '1990-01-01';
@@ -121,6 +123,9 @@ export function normalizeReading(
       invalid('visit_date', 'must be a complete, valid calendar date');
     } else if (visitDate < EARLIEST_VISIT_DATE) {
       invalid('visit_date', `must not be before ${EARLIEST_VISIT_DATE}`);
+    } else if (visitDate > new Date(nowMs + LATEST_VISIT_AHEAD_MS).toISOString().slice(0, 10)) {
+      // A site's calendar day may run ahead of UTC's, by a day at most.
+      invalid('visit_date', 'must not be after tomorrow (UTC)');
     }
   }
 

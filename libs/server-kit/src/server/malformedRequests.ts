@@ -7,12 +7,16 @@ interface MessageType {
   decode(input: Uint8Array): unknown;
 }
 
-const malformed = () =>
-  new InvalidArgumentError({ field: 'request', description: 'is not a valid protobuf encoding of the request message' });
+const NOT_PROTOBUF = 'is not a valid protobuf encoding of the request message';
+// The generated decoders stop at 100 nested messages: about 33 levels of a JSON document (Struct).
+const TOO_DEEP = 'nests messages deeper than 100 levels (a JSON document: about 33)';
 
-function isMalformed(request: unknown): boolean {
-  return typeof request === 'object' && request !== null && MALFORMED in request;
+/** Why a request could not be decoded, when it could not. */
+function malformedReason(request: unknown): string | undefined {
+  return typeof request === 'object' && request !== null && MALFORMED in request ? (request[MALFORMED] as string) : undefined;
 }
+
+const malformed = (reason: string) => new InvalidArgumentError({ field: 'request', description: reason });
 
 /**
  * The definition with request decoders that never throw. grpc-js answers a
@@ -29,8 +33,8 @@ export function withTolerantDecoding<Definition extends TsProtoServiceDefinition
         decode: (input: Uint8Array) => {
           try {
             return requestType.decode(input);
-          } catch {
-            return { [MALFORMED]: true };
+          } catch (error) {
+            return { [MALFORMED]: error instanceof Error && /recursion limit/.test(error.message) ? TOO_DEEP : NOT_PROTOBUF };
           }
         },
       };
@@ -60,8 +64,9 @@ export function refusingMalformedRequests<Implementation extends object>(
         return [
           key,
           (request: unknown, context: unknown) => {
-            if (isMalformed(request)) {
-              throw malformed();
+            const reason = malformedReason(request);
+            if (reason) {
+              throw malformed(reason);
             }
             return handler(request, context);
           },
@@ -73,8 +78,9 @@ export function refusingMalformedRequests<Implementation extends object>(
           handler(
             (async function* checkEach() {
               for await (const message of messages) {
-                if (isMalformed(message)) {
-                  throw malformed();
+                const reason = malformedReason(message);
+                if (reason) {
+                  throw malformed(reason);
                 }
                 yield message;
               }

@@ -32,7 +32,7 @@ export interface VitalSigns {
   /**
    * Day of the study visit the reading belongs to. When unset, the UTC date
    * of measurement_time. If set, a complete date (year, month and day), not
-   * before 1990-01-01.
+   * before 1990-01-01 and not after tomorrow (UTC).
    */
   visitDate:
     | DateMessage

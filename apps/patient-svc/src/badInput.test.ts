@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { documentV1, patientV1 } from '@clinical/contracts';
-import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import { sendRawRequests, startTestService, type TestService } from '@clinical/server-kit/testing';
+import * as grpc from '@grpc/grpc-js';
 import { Status } from 'nice-grpc';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -227,5 +228,28 @@ describe('malformed requests', () => {
       expect(error.details).toContain(`${entry.field}:`);
     }
     expect(await writeCounts()).toEqual(before);
+  });
+
+  it('refuses a JSON key "__proto__" (decoding would drop it) rather than storing the document without it', async () => {
+    // The generated encoder cannot write such a key either: encode "__proto_X", then patch the bytes.
+    const request = documentV1.CreateDocumentRequest.encode({
+      document: documentV1.Document.fromPartial({
+        patientId: existing.patientId,
+        documentType: DocumentType.DOCUMENT_TYPE_CRF,
+        title: 'proto',
+        content: { __proto_X: { secret: 'x' }, normal: 1 },
+      }),
+      requestId: '',
+    }).finish();
+    const patched = Buffer.from(Buffer.from(request).toString('latin1').replace('__proto_X', '__proto__'), 'latin1');
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${await service.token({ roles: ['coordinator'], sites: ['SITE-A'] })}`);
+    const before = await writeCounts();
+    const [code] = await sendRawRequests(service.address, { path: '/clinical.patient.v1.DocumentService/CreateDocument', requestStream: false }, [patched], metadata);
+    expect(grpc.status[code!]).toBe('INVALID_ARGUMENT');
+    expect(await writeCounts()).toEqual(before);
+    // The same request with an ordinary key is stored.
+    const [stored] = await sendRawRequests(service.address, { path: '/clinical.patient.v1.DocumentService/CreateDocument', requestStream: false }, [request], metadata);
+    expect(grpc.status[stored!]).toBe('OK');
   });
 });

@@ -5,6 +5,7 @@ const MALFORMED = Symbol('malformed request');
 
 interface MessageType {
   decode(input: Uint8Array): unknown;
+  encode(message: unknown): { finish(): Uint8Array };
 }
 
 const NOT_PROTOBUF = 'is not a valid protobuf encoding of the request message';
@@ -16,13 +17,39 @@ function malformedReason(request: unknown): string | undefined {
   return typeof request === 'object' && request !== null && MALFORMED in request ? (request[MALFORMED] as string) : undefined;
 }
 
+// The generated decoders store JSON (Struct) keys as plain object properties: a key
+// "__proto__" sets the object's prototype instead, and the key is silently lost.
+const PROTO_KEY = Buffer.from('__proto__');
+const PROTO_KEY_LOST = 'holds a JSON key "__proto__", which is not supported';
+
+/**
+ * Decodes a request, or says why it cannot. A request that carries the text
+ * "__proto__" is encoded again: if that comes out shorter, decoding dropped
+ * a "__proto__" key, and the request is refused rather than stored without it.
+ */
+function decodeOrExplain(requestType: MessageType, input: Uint8Array): unknown {
+  let decoded: unknown;
+  try {
+    decoded = requestType.decode(input);
+  } catch (error) {
+    return { [MALFORMED]: error instanceof Error && /recursion limit/.test(error.message) ? TOO_DEEP : NOT_PROTOBUF };
+  }
+  if (Buffer.from(input.buffer, input.byteOffset, input.byteLength).includes(PROTO_KEY)) {
+    if (requestType.encode(decoded).finish().byteLength < input.byteLength) {
+      return { [MALFORMED]: PROTO_KEY_LOST };
+    }
+  }
+  return decoded;
+}
+
 const malformed = (reason: string) => new InvalidArgumentError({ field: 'request', description: reason });
 
 /**
  * The definition with request decoders that never throw. grpc-js answers a
  * message it cannot decode with INTERNAL, but bytes a caller sent are the
- * caller's fault: an undecodable message becomes a marker that
- * `refusingMalformedRequests` turns into INVALID_ARGUMENT.
+ * caller's fault: an undecodable message (or one decoding would change,
+ * decodeOrExplain) becomes a marker that `refusingMalformedRequests` turns
+ * into INVALID_ARGUMENT.
  */
 export function withTolerantDecoding<Definition extends TsProtoServiceDefinition>(definition: Definition): Definition {
   const methods = Object.fromEntries(
@@ -30,13 +57,7 @@ export function withTolerantDecoding<Definition extends TsProtoServiceDefinition
       const requestType = method.requestType as MessageType;
       const tolerantType = {
         ...requestType,
-        decode: (input: Uint8Array) => {
-          try {
-            return requestType.decode(input);
-          } catch (error) {
-            return { [MALFORMED]: error instanceof Error && /recursion limit/.test(error.message) ? TOO_DEEP : NOT_PROTOBUF };
-          }
-        },
+        decode: (input: Uint8Array) => decodeOrExplain(requestType, input),
       };
       return [key, { ...method, requestType: tolerantType }];
     }),

@@ -181,6 +181,9 @@ const CASES: readonly Case[] = [
   { name: 'ChangePatientStatus: etag with a leading zero', call: () => changeStatus({ etag: `"0${existing.etag.slice(1)}` })(), status: Status.INVALID_ARGUMENT, field: 'etag' },
   { name: 'ListPatients: NUL in the site filter', call: list({ siteId: 'SITE-A\u0000' }), status: Status.INVALID_ARGUMENT, field: 'site_id' },
   { name: 'CreateDocument: content nested 40 deep (past the decoder\'s limit)', call: document({ content: nestedJson(38) }), status: Status.INVALID_ARGUMENT, field: 'request' },
+  { name: 'CreatePatient: a subject number already taken', call: () => patients.createPatient({ patient: { ...newPatient(), subjectNumber: existing.subjectNumber }, requestId: '' }), status: Status.ALREADY_EXISTS, field: 'patient.subject_number' },
+  { name: 'ChangePatientStatus: a blank reason', call: changeStatus({ reason: '   ' }), status: Status.INVALID_ARGUMENT, field: 'reason' },
+  { name: 'CreateDocument: numbers taking over 2 MiB encoded, within 1 MiB of JSON', call: document({ content: { values: Array(190_000).fill(0) } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
   { name: 'CreateDocument: NUL in the title', call: document({ title: 'Visit\u0000 1' }), status: Status.INVALID_ARGUMENT, field: 'document.title' },
   { name: 'ListDocumentVersions: page token of another listing', call: () => documents.listDocumentVersions({ documentId: existingDocument.documentId, pageSize: 0, pageToken: firstPageToken }), status: Status.INVALID_ARGUMENT, field: 'page_token' },
 ];

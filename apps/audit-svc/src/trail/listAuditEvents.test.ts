@@ -126,6 +126,21 @@ describe('ListAuditEvents pages by response size', () => {
   });
 });
 
+describe('events about documents at their size limit', () => {
+  it('are readable by a default client, even a new version\'s event holding the old and the new body', async () => {
+    const patientId = await insertPatient(admin, 'SITE-A');
+    // 180,000 numbers: about 1.98 MB encoded, within patient-svc's limit for a version's body.
+    const body = "jsonb_build_object('values', (SELECT jsonb_agg(0) FROM generate_series(1, 180000)))";
+    const { rows } = await admin.query<{ document_id: string }>(
+      `INSERT INTO documents (patient_id, document_type, title, content) VALUES ($1, 'crf', 'limit', ${body}) RETURNING document_id`,
+      [patientId],
+    );
+    await admin.query(`UPDATE documents SET content = ${body} || '{"v": 2}', version = 2 WHERE document_id = $1`, [rows[0]!.document_id]);
+    const events = (await walk(patientId, 0)).flat();
+    expect(events.map((event) => event.action).sort()).toEqual([auditV1.AuditAction.AUDIT_ACTION_INSERT, auditV1.AuditAction.AUDIT_ACTION_UPDATE].sort());
+  });
+});
+
 describe('ListAuditEvents checks its time range', () => {
   it('refuses instants PostgreSQL cannot take, naming the field', async () => {
     const yearZero = new Date(Date.parse('0001-01-01T00:00:00Z') - 1);

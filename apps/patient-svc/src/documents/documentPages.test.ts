@@ -133,42 +133,43 @@ describe('document listings of large documents', () => {
   });
 
   it('ends a page where the response would pass 4 MiB, though its JSON is far under the budget', async () => {
-    // A number in a list is 2 bytes of JSON and 11 as a protobuf Value: each content is
-    // about 560 KB of JSON and 3 MiB on the wire.
-    const numbers = (tag: string) => ({ tag, values: Array.from({ length: 280_000 }, () => 0) });
+    // A number in a list is 2 bytes of JSON and 11 as a protobuf Value: each content is about
+    // 360 KB of JSON and 1.98 MB on the wire (within the 2 MB encoded limit); three take 5.9 MB.
+    const numbers = (tag: string) => ({ tag, values: Array.from({ length: 180_000 }, () => 0) });
     const patientId = await newPatientId();
-    const { document } = await documents.createDocument({
-      document: documentV1.Document.fromPartial({ patientId, documentType: DocumentType.DOCUMENT_TYPE_CRF, title: 'n1', content: numbers('n1') }),
-      requestId: '',
-    });
-    await documents.createDocument({
-      document: documentV1.Document.fromPartial({ patientId, documentType: DocumentType.DOCUMENT_TYPE_CRF, title: 'n2', content: numbers('n2') }),
-      requestId: '',
-    });
-    await documents.createDocumentVersion({
-      documentId: document!.documentId,
-      expectedVersion: 1,
-      title: 'n1 v2',
-      content: numbers('n1 v2'),
-      metadata: {},
-      reason: 'revision',
-      requestId: '',
-    });
+    const created: documentV1.Document[] = [];
+    for (const title of ['n1', 'n2', 'n3']) {
+      const { document } = await documents.createDocument({
+        document: documentV1.Document.fromPartial({ patientId, documentType: DocumentType.DOCUMENT_TYPE_CRF, title, content: numbers(title) }),
+        requestId: '',
+      });
+      created.push(document!);
+    }
+    for (const version of [2, 3]) {
+      await documents.createDocumentVersion({
+        documentId: created[0]!.documentId,
+        expectedVersion: version - 1,
+        title: `n1 v${version}`,
+        content: numbers(`n1 v${version}`),
+        metadata: {},
+        reason: 'revision',
+        requestId: '',
+      });
+    }
 
-    // Both listings come through the test client's default 4 MiB limit, a page at a time.
-    const titles: string[] = [];
+    // Both listings come through the test client's default 4 MiB limit, two per page.
+    const pages: string[][] = [];
     let pageToken = '';
     do {
       const page = await documents.listDocuments(documentV1.ListDocumentsRequest.fromPartial({ patientId, pageToken }));
-      expect(page.documents).toHaveLength(1);
-      titles.push(...page.documents.map((listed) => listed.title));
+      pages.push(page.documents.map((listed) => listed.title));
       pageToken = page.nextPageToken;
     } while (pageToken);
-    expect(titles).toEqual(['n2', 'n1 v2']);
+    expect(pages).toEqual([['n3', 'n2'], ['n1 v3']]);
 
-    const first = await documents.listDocumentVersions({ documentId: document!.documentId, pageSize: 0, pageToken: '' });
-    expect(first.documents.map((version) => version.version)).toEqual([2]);
-    const second = await documents.listDocumentVersions({ documentId: document!.documentId, pageSize: 0, pageToken: first.nextPageToken });
+    const first = await documents.listDocumentVersions({ documentId: created[0]!.documentId, pageSize: 0, pageToken: '' });
+    expect(first.documents.map((version) => version.version)).toEqual([3, 2]);
+    const second = await documents.listDocumentVersions({ documentId: created[0]!.documentId, pageSize: 0, pageToken: first.nextPageToken });
     expect(second.documents.map((version) => version.version)).toEqual([1]);
     expect(second.nextPageToken).toBe('');
   });

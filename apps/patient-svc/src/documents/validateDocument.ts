@@ -1,4 +1,5 @@
-import type { FieldValidator } from '@clinical/server-kit';
+import { documentV1 } from '@clinical/contracts';
+import { RESPONSE_BUDGET_BYTES, type FieldValidator } from '@clinical/server-kit';
 
 /** Largest content, serialised as JSON. */
 export const MAX_CONTENT_BYTES = 1_048_576;
@@ -17,6 +18,14 @@ export const PAGE_BYTE_BUDGET = 3 * 1_048_576;
 /** Deepest nesting of content, metadata and their filters (PostgreSQL's own limit is its stack). */
 export const MAX_JSON_DEPTH = 32;
 
+/**
+ * Most bytes a version's title, content and metadata may take encoded. JSON
+ * limits alone do not bound that (a number in a list is 2 bytes of JSON, 11
+ * encoded); half a response, so that the audit event of a new version,
+ * which holds the old and the new body, still fits what a client accepts.
+ */
+export const MAX_ENCODED_BODY_BYTES = Math.floor(RESPONSE_BUDGET_BYTES / 2) - 16 * 1024;
+
 /** Checks a document version's title, content and metadata. */
 export function validateDocumentBody(
   v: FieldValidator,
@@ -26,4 +35,15 @@ export function validateDocumentBody(
   v.string(`${prefix}title`, body.title, { required: true, max: 500 });
   v.jsonDocument(`${prefix}content`, body.content, { maxBytes: MAX_CONTENT_BYTES, maxDepth: MAX_JSON_DEPTH });
   v.jsonDocument(`${prefix}metadata`, body.metadata, { maxBytes: MAX_METADATA_BYTES, maxDepth: MAX_JSON_DEPTH });
+  if (v.valid) {
+    const encoded = documentV1.Document.encode(
+      documentV1.Document.fromPartial({ title: body.title, content: body.content, metadata: body.metadata }),
+    ).finish().length;
+    if (encoded > MAX_ENCODED_BODY_BYTES) {
+      v.add(
+        `${prefix}content`,
+        `with metadata and title, must take at most ${MAX_ENCODED_BODY_BYTES} bytes as protobuf (a JSON number takes 11)`,
+      );
+    }
+  }
 }

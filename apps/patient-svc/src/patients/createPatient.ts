@@ -1,4 +1,5 @@
 import { patientV1 } from '@clinical/contracts';
+import { mapDatabaseError } from '@clinical/db';
 import { AlreadyExistsError, PermissionDeniedError } from '@clinical/errors';
 import {
   canAccessSite,
@@ -46,7 +47,7 @@ export function createPatientHandler(runtime: ServiceRuntime) {
       async (transaction) => {
         const row = await insertPatient(transaction, { patient, enrollmentDate: enrollmentDate as string }).catch((error: unknown) => {
           // The unique index: the same answer as BatchCreatePatients gives, naming the field.
-          throw error instanceof AlreadyExistsError ? subjectNumberTaken('patient.subject_number', error) : error;
+          throw mapDatabaseError(error) instanceof AlreadyExistsError ? subjectNumberTaken('patient.subject_number', error) : error;
         });
         rowVersion = row.row_version;
         return { patient: toPatientMessage(row) };

@@ -78,11 +78,11 @@ export class FieldValidator {
     return this.violations.length === 0;
   }
 
-  /** Checks a string's length and shape; empty is allowed unless required. */
+  /** Checks a string's length and shape; empty is allowed unless required (and then blank is refused too). */
   string(field: string, value: string, rule: StringRule): void {
-    if (value.length === 0) {
+    if (value.length === 0 || (rule.required && value.trim() === '')) {
       if (rule.required) {
-        this.add(field, 'is required');
+        this.add(field, value.length === 0 ? 'is required' : 'must not be blank');
       }
       return;
     }

@@ -109,7 +109,12 @@ export interface Document {
   documentType: DocumentType;
   /** Title (1 to 500 characters). */
   title: string;
-  /** Content as a JSON object; at most 1 MiB once serialised. */
+  /**
+   * Content as a JSON object; at most 1 MiB once serialised as JSON, and,
+   * with metadata and title, at most 2,048,000 bytes as protobuf (a number
+   * in a list takes 11 bytes there), so that the audit event of a new
+   * version, holding the old and the new, fits a 4 MiB response.
+   */
   content:
     | { [key: string]: any }
     | undefined;
@@ -202,7 +207,7 @@ export interface CreateDocumentVersionRequest {
   expectedVersion: number;
   /** Title of the new version (1 to 500 characters). */
   title: string;
-  /** Content of the new version; at most 1 MiB once serialised. */
+  /** Content of the new version; the limits of Document.content. */
   content:
     | { [key: string]: any }
     | undefined;

@@ -191,9 +191,11 @@ try {
   const applied = await migrate({ databaseUrl });
   say(applied.length > 0 ? `migrated: ${applied.join(', ')}` : 'schema up to date');
 
-  const redisUrl = process.env.REDIS_URL || (await startRedisServer());
-  const stateStore = redisUrl ? 'redis' : 'memory';
-  if (!redisUrl) {
+  // A Redis the environment names (one node or a cluster) is used as it is.
+  const redisConfigured = Boolean(process.env.REDIS_URL || process.env.REDIS_CLUSTER_NODES);
+  const redisUrl = redisConfigured ? process.env.REDIS_URL : await startRedisServer();
+  const stateStore = redisConfigured || redisUrl ? 'redis' : 'memory';
+  if (stateStore === 'memory') {
     say(
       'no REDIS_URL and no redis-server on the PATH: each service keeps its cache, rate limits and sessions ' +
         'in its own process (STATE_STORE=memory); tokens are not registered as sessions and cannot be revoked. ' +

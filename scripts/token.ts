@@ -23,7 +23,8 @@ const roles = values.roles.split(',').map((role) => role.trim());
 const unknown = roles.filter((role) => !(ROLES as readonly string[]).includes(role));
 const secret = settingOf('JWT_SECRET');
 const redisUrl = settingOf('REDIS_URL');
-const sessionsInProcess = settingOf('STATE_STORE') === 'memory';
+// An exported REDIS_URL wins over what an earlier `npm start` recorded.
+const sessionsInProcess = !process.env.REDIS_URL && settingOf('STATE_STORE') === 'memory';
 const problems = [
   ...(unknown.length > 0 ? [`--roles: unknown ${unknown.join(', ')} (known: ${ROLES.join(', ')})`] : []),
   ...(secret ? [] : ['JWT_SECRET is not set (run `npm start` first, or export it)']),

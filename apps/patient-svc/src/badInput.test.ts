@@ -30,6 +30,8 @@ interface Case {
   readonly status: Status;
   /** The field path the error must name (INVALID_ARGUMENT). */
   readonly field?: string;
+  /** What the error must say of it, when that matters. */
+  readonly description?: RegExp;
 }
 
 const patientWith = (change: (patient: patientV1.Patient) => void): patientV1.Patient => {
@@ -180,7 +182,7 @@ const CASES: readonly Case[] = [
   { name: 'UpdatePatient: etag with a leading zero', call: () => patients.updatePatient({ patient: { ...existing, etag: `"0${existing.etag.slice(1)}` }, updateMask: ['treatment_arm'], reason: '', requestId: '' }), status: Status.INVALID_ARGUMENT, field: 'patient.etag' },
   { name: 'ChangePatientStatus: etag with a leading zero', call: () => changeStatus({ etag: `"0${existing.etag.slice(1)}` })(), status: Status.INVALID_ARGUMENT, field: 'etag' },
   { name: 'ListPatients: NUL in the site filter', call: list({ siteId: 'SITE-A\u0000' }), status: Status.INVALID_ARGUMENT, field: 'site_id' },
-  { name: 'CreateDocument: content nested 40 deep (past the decoder\'s limit)', call: document({ content: nestedJson(38) }), status: Status.INVALID_ARGUMENT, field: 'request' },
+  { name: 'CreateDocument: content nested 40 deep (past the decoder\'s limit)', call: document({ content: nestedJson(38) }), status: Status.INVALID_ARGUMENT, field: 'request', description: /nests messages deeper than/ },
   { name: 'CreatePatient: a subject number already taken', call: () => patients.createPatient({ patient: { ...newPatient(), subjectNumber: existing.subjectNumber }, requestId: '' }), status: Status.ALREADY_EXISTS, field: 'patient.subject_number' },
   { name: 'ChangePatientStatus: a blank reason', call: changeStatus({ reason: '   ' }), status: Status.INVALID_ARGUMENT, field: 'reason' },
   { name: 'CreateDocument: numbers taking over 2 MiB encoded, within 1 MiB of JSON', call: document({ content: { values: Array(190_000).fill(0) } }), status: Status.INVALID_ARGUMENT, field: 'document.content' },
@@ -229,6 +231,9 @@ describe('malformed requests', () => {
     const error = await expectStatus(entry.call(), entry.status);
     if (entry.field) {
       expect(error.details).toContain(`${entry.field}:`);
+    }
+    if (entry.description) {
+      expect(error.details).toMatch(entry.description);
     }
     expect(await writeCounts()).toEqual(before);
   });

@@ -54,6 +54,22 @@ describe('createMemoryCache', () => {
     expect(await cache.getOrLoad('k', text, 60, loaderOf('from the database', 1))).toBe('v3');
   });
 
+  it('keeps a newer version stored while an older load was running', async () => {
+    const cache = createMemoryCache();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slowRead = cache.getOrLoad('k', text, 60, async () => {
+      await gate;
+      return { value: 'v1 read before the write', version: 1 };
+    });
+    await cache.store('k', text, 60, { value: 'v2 written', version: 2 });
+    release();
+    expect(await slowRead).toBe('v1 read before the write');
+    expect(await cache.getOrLoad('k', text, 60, loaderOf('from the database', 2))).toBe('v2 written');
+  });
+
   it('loads again after an invalidation and after the TTL', async () => {
     const cache = createMemoryCache();
     await cache.store('k', text, 1, { value: 'v1', version: 1 });

@@ -16,8 +16,9 @@ interface Entry {
 /**
  * The cache of a process that has no Redis (STATE_STORE=memory, one replica
  * per service, for development): the same contract as createCache, held in
- * this process. Values are kept encoded, so every reader decodes its own
- * copy, as it would from Redis.
+ * this process. Values are kept encoded, so every reader of a cached entry
+ * decodes its own copy, as it would from Redis (callers that join one load
+ * share its value, as with Redis).
  */
 export function createMemoryCache(options: MemoryCacheOptions = {}): Cache {
   const entries = new LRUCache<string, Entry>({

@@ -19,7 +19,8 @@ function agentIdOf(cursor: Cursor): string {
 
 /**
  * ListAgentContexts: keyset pages by agent_id, without decisions, ending
- * early once their context_data would exceed LIST_PAGE_BUDGET_BYTES.
+ * early once their context_data would exceed LIST_PAGE_BUDGET_BYTES of JSON,
+ * or the encoded response what a client accepts (countWithinBudget).
  */
 export function listAgentContextsHandler(runtime: ServiceRuntime) {
   return async function listAgentContexts(

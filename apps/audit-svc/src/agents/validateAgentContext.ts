@@ -5,13 +5,16 @@ export const AGENT_ID = { required: true, max: 100, pattern: /^[A-Za-z0-9_.:@-]+
 export const CONTEXT_TYPE = { required: true, max: 100, pattern: /^[A-Za-z0-9_.-]+$/, patternDescription: 'may hold letters, digits, "-", "_" and "."' };
 
 /*
- * Limits that keep a whole context within a few MiB, so that GetAgentContext
- * fits this service's heap (services run with --max-old-space-size=128) and a
- * default gRPC client's 4 MiB message limit: context_data at most 256 KiB;
- * at most MAX_DECISIONS (1000, agentContextQueries.ts) decisions, each with
- * an action of at most 200 characters, a rationale of at most 1000 and
- * details of at most 2 KiB, so at most about 3.5 KiB of JSON with its
- * server-set fields (ASCII text). In all: about 3.7 MiB.
+ * Limits that keep a whole context within a few MiB of JSON, so that
+ * GetAgentContext fits this service's heap (services run with
+ * --max-old-space-size=128): context_data at most 256 KiB; at most
+ * MAX_DECISIONS (1000, agentContextQueries.ts) decisions, each with an action
+ * of at most 200 characters, a rationale of at most 1000 and details of at
+ * most 2 KiB, so at most about 3.5 KiB of JSON with its server-set fields
+ * (ASCII text). In all: about 3.7 MiB of JSON. Encoded, numbers take several
+ * times their JSON, so a full context can pass a client's 4 MiB: then
+ * GetAgentContext returns the oldest decisions that fit (agentContextRecord.ts),
+ * and the others are read in the audit trail (each append's event holds it).
  */
 export const MAX_CONTEXT_DATA_BYTES = 256 * 1024;
 export const MAX_ACTION_CHARACTERS = 200;

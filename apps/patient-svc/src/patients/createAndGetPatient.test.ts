@@ -44,6 +44,13 @@ describe('CreatePatient then GetPatient', () => {
     expect(read).toEqual(created);
   });
 
+  it('counts characters as PostgreSQL does: 50 emoji fit a 50-character field', async () => {
+    const client = service.client(patientV1.PatientServiceDefinition, coordinatorToken);
+    const treatmentArm = '\u{1F600}'.repeat(50);
+    const { patient } = await client.createPatient({ patient: { ...newPatient(), treatmentArm } });
+    expect((await client.getPatient({ patientId: patient!.patientId })).patient?.treatmentArm).toBe(treatmentArm);
+  });
+
   it('writes the audit row in the same transaction, naming actor, request and trace', async () => {
     const client = service.client(patientV1.PatientServiceDefinition, coordinatorToken);
     const requestId = randomUUID();

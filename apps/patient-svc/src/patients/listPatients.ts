@@ -1,5 +1,6 @@
 import { patientV1 } from '@clinical/contracts';
 import {
+  countWithinBudget,
   accessEventsOf,
   accessibleSites,
   FieldValidator,
@@ -55,7 +56,10 @@ export function listPatientsHandler(runtime: ServiceRuntime) {
       after: cursor ? { enrollmentDate: String(cursor[0]), patientId: String(cursor[1]) } : undefined,
       limit: pageSize + 1,
     });
-    const page = rows.slice(0, pageSize);
+    // A page also ends before the patient that would take the response past what a client accepts.
+    const patients = rows.slice(0, pageSize).map(toPatientMessage);
+    const kept = countWithinBudget(patients, (patient) => patientV1.Patient.encode(patient).finish().length);
+    const page = rows.slice(0, kept);
     const last = page[page.length - 1];
     runtime.accessRecorder.record(
       accessEventsOf(
@@ -64,8 +68,8 @@ export function listPatientsHandler(runtime: ServiceRuntime) {
       ),
     );
     return {
-      patients: page.map(toPatientMessage),
-      nextPageToken: rows.length > pageSize && last ? runtime.pageTokens.encode([last.enrollment_date, last.patient_id], filters) : '',
+      patients: patients.slice(0, kept),
+      nextPageToken: rows.length > kept && last ? runtime.pageTokens.encode([last.enrollment_date, last.patient_id], filters) : '',
     };
   };
 }

@@ -1,12 +1,14 @@
-import type { vitalsV1 } from '@clinical/contracts';
+import { vitalsV1 } from '@clinical/contracts';
 import { InvalidArgumentError, NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessEventsOf, countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { rangeFingerprint, validateTimeRange } from './timeRange.js';
 import { toVitalSigns } from './vitalRecord.js';
 import { patientIsVisible, selectVitalsPage, type PageCursor } from './vitalsQueries.js';
 
 const PAGE = { defaultSize: 100, maxSize: 1_000 };
+/** More than a reading without device_data takes encoded (ids, a date, two times, four numbers). */
+const READING_WITHOUT_DEVICE_DATA_BOUND_BYTES = 512;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // to_char(measurement_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), e.g. '2024-05-01 10:00:00.123456'.
 const TIMESTAMP_TEXT = /^\d{4,}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/;
@@ -59,11 +61,16 @@ export function listVitalsHandler(runtime: ServiceRuntime) {
     if (rows.length === 0 && !(await patientIsVisible(runtime.pool, patientId, sites))) {
       throw new NotFoundError('patient', patientId);
     }
-    const page = rows.slice(0, pageSize);
-    const last = page[page.length - 1];
-    const nextPageToken = rows.length > pageSize && last ? runtime.pageTokens.encode([last.cursor_time, last.vital_id], filters) : '';
+    // A page also ends before the reading that would take the response past what a client accepts:
+    // only device_data can make readings large, so pages without it are not measured.
+    const readings = rows.slice(0, pageSize).map(toVitalSigns);
+    const kept = countWithinBudget(readings, (reading) => vitalsV1.VitalSigns.encode(reading).finish().length, {
+      upperBound: (reading) => (reading.deviceData ? Number.POSITIVE_INFINITY : READING_WITHOUT_DEVICE_DATA_BOUND_BYTES),
+    });
+    const last = rows[kept - 1];
+    const nextPageToken = rows.length > kept && last ? runtime.pageTokens.encode([last.cursor_time, last.vital_id], filters) : '';
 
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));
-    return { readings: page.map(toVitalSigns), nextPageToken };
+    return { readings: kept === readings.length ? readings : readings.slice(0, kept), nextPageToken };
   };
 }

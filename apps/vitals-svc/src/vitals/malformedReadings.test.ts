@@ -21,6 +21,11 @@ afterAll(async () => {
 });
 
 const nested = (depth: number): Record<string, unknown> => (depth === 0 ? { leaf: 1 } : { next: nested(depth - 1) });
+/** The UTC calendar date `days` from now. */
+const civilDateIn = (days: number) => {
+  const at = new Date(Date.now() + days * 86_400_000);
+  return { year: at.getUTCFullYear(), month: at.getUTCMonth() + 1, day: at.getUTCDate() };
+};
 
 /** Each case: what is wrong with the reading, and the field (under the reading) a violation must name. */
 const CASES: { name: string; change: Partial<vitalsV1.VitalSigns>; field: string }[] = [
@@ -59,6 +64,7 @@ const CASES: { name: string; change: Partial<vitalsV1.VitalSigns>; field: string
   { name: 'visit_date before 1990', change: { visitDate: { year: 1989, month: 12, day: 31 } }, field: 'visit_date' },
   { name: 'visit_date negative year', change: { visitDate: { year: -5, month: 1, day: 1 } }, field: 'visit_date' },
   { name: 'visit_date in year 9999', change: { visitDate: { year: 9999, month: 12, day: 31 } }, field: 'visit_date' },
+  { name: 'visit_date the day after tomorrow (UTC)', change: { visitDate: civilDateIn(2) }, field: 'visit_date' },
   { name: 'device_data with NUL in a value', change: { deviceData: { serial: 'A\u0000B' } }, field: 'device_data' },
   { name: 'device_data with NUL in a key', change: { deviceData: { 'se\u0000rial': 'AB' } }, field: 'device_data' },
   { name: 'device_data over 16 KiB', change: { deviceData: { blob: 'x'.repeat(17_000) } }, field: 'device_data' },

@@ -68,6 +68,26 @@ describe('ListVitals', () => {
     await expectStatus(client.listVitals({ patientId, pageSize: -1 }), Status.INVALID_ARGUMENT);
   });
 
+  it('ends a page where device_data would take the response past 4 MiB, and walks every reading once', async () => {
+    const client = await bed.client();
+    const patientId = await bed.patient();
+    // 300 readings with 15 KB of device_data each: 4.5 MB, sent in batches under the request limit.
+    const readings = Array.from({ length: 300 }, (_, index) => reading(patientId, 10 + index, { deviceData: { trace: 'x'.repeat(15_000) } }));
+    for (let start = 0; start < readings.length; start += 100) {
+      await client.batchRecordVitals({ readings: readings.slice(start, start + 100), requestId: '' });
+    }
+    // Through the test client's default 4 MiB limit.
+    const pages: number[] = [];
+    let pageToken = '';
+    do {
+      const page = await client.listVitals({ patientId, pageSize: 1_000, pageToken });
+      pages.push(page.readings.length);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(pages.length).toBe(2);
+    expect(pages.reduce((sum, size) => sum + size, 0)).toBe(300);
+  });
+
   it('refuses forged tokens and tokens reused with other filters', async () => {
     const client = await bed.client();
     const patientId = await bed.patient();

@@ -44,6 +44,15 @@ describe('RecordVitals', () => {
     expect(rows).toEqual([{ t: '36.6', data_batch: { model: 'BP-200', firmware: '1.4.2' } }]);
   });
 
+  it("accepts a visit_date of tomorrow (UTC): a site's day may run ahead of UTC's", async () => {
+    const client = await bed.client();
+    const patientId = await bed.patient();
+    const at = new Date(Date.now() + 86_400_000);
+    const visitDate = { year: at.getUTCFullYear(), month: at.getUTCMonth() + 1, day: at.getUTCDate() };
+    const { reading: recorded } = await client.recordVitals({ reading: reading(patientId, 1, { visitDate }) });
+    expect(recorded?.visitDate).toEqual(visitDate);
+  });
+
   it('keeps measures that were not taken unset, not zero', async () => {
     const client = await bed.client();
     const patientId = await bed.patient();

@@ -64,5 +64,8 @@ describe('loadServiceConfig', () => {
     expect(loadServiceConfig('patient-svc', { ...withoutRedis, STATE_STORE: 'memory' }).stateStore).toBe('memory');
     expect(() => loadServiceConfig('patient-svc', { ...valid, STATE_STORE: 'memory' })).toThrow(/STATE_STORE: memory uses no Redis/);
     expect(() => loadServiceConfig('patient-svc', { ...withoutRedis, STATE_STORE: 'disk' })).toThrow(/STATE_STORE/);
+    expect(() => loadServiceConfig('patient-svc', { ...withoutRedis, STATE_STORE: 'memory', NODE_ENV: 'production' })).toThrow(
+      /STATE_STORE: memory is for development/,
+    );
   });
 });

@@ -111,7 +111,14 @@ const commonVariables = z.object({
 function stateStoreProblems(variables: Record<string, string>): string[] {
   const redisConfigured = Boolean(variables.REDIS_URL || variables.REDIS_CLUSTER_NODES);
   if (variables.STATE_STORE === 'memory') {
-    return redisConfigured ? ['STATE_STORE: memory uses no Redis; unset REDIS_URL and REDIS_CLUSTER_NODES, or use redis'] : [];
+    return [
+      ...(redisConfigured ? ['STATE_STORE: memory uses no Redis; unset REDIS_URL and REDIS_CLUSTER_NODES, or use redis'] : []),
+      // Sessions that cannot be revoked and caches other replicas cannot invalidate: development only.
+      ...(variables.NODE_ENV === 'production' ? ['STATE_STORE: memory is for development, not NODE_ENV=production'] : []),
+    ];
+  }
+  if (variables.STATE_STORE !== undefined && variables.STATE_STORE !== 'redis') {
+    return [];
   }
   return redisConfigured ? [] : ['REDIS_URL: required (or REDIS_CLUSTER_NODES, or STATE_STORE=memory for one process per service)'];
 }

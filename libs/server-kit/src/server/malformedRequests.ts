@@ -18,14 +18,15 @@ function malformedReason(request: unknown): string | undefined {
 }
 
 // The generated decoders store JSON (Struct) keys as plain object properties: a key
-// "__proto__" sets the object's prototype instead, and the key is silently lost.
-const PROTO_KEY = Buffer.from('__proto__');
+// "__proto__" sets the object's prototype instead, and the key is silently lost. On the
+// wire such a key is a map entry's field 1 of 9 bytes.
+const PROTO_KEY = Buffer.concat([Uint8Array.from([0x0a, 0x09]), Buffer.from('__proto__')]);
 const PROTO_KEY_LOST = 'holds a JSON key "__proto__", which is not supported';
 
 /**
- * Decodes a request, or says why it cannot. A request that carries the text
+ * Decodes a request, or says why it cannot. A request that carries a map key
  * "__proto__" is encoded again: if that comes out shorter, decoding dropped
- * a "__proto__" key, and the request is refused rather than stored without it.
+ * the key, and the request is refused rather than stored without it.
  */
 function decodeOrExplain(requestType: MessageType, input: Uint8Array): unknown {
   let decoded: unknown;

@@ -157,7 +157,7 @@ export class FieldValidator {
       return undefined;
     }
     if (ms < EARLIEST_INSTANT_MS || ms > LATEST_INSTANT_MS) {
-      this.add(field, 'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z');
+      this.add(field, 'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z');
       return undefined;
     }
     return value;

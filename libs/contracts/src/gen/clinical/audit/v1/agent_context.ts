@@ -77,7 +77,8 @@ export interface AgentContext {
    * ListAgentContexts. A response holds as many of the oldest 1000 as fit
    * what a default gRPC client accepts (4 MiB): a context near its limits
    * (numbers in details take several times their JSON size), or one written
-   * by SQL, may have its newest decisions left out. decision_count still
+   * by SQL, may have its newest decisions left out (each is also in the
+   * audit trail: the event of its append holds it). decision_count still
    * counts all visible decisions.
    */
   decisions: AgentDecision[];

@@ -289,7 +289,10 @@ export interface GetPatientResponse {
 export interface ListPatientsRequest {
   /**
    * Maximum patients per page: 0 means 50, values above 500 are treated as
-   * 500, negative values are INVALID_ARGUMENT.
+   * 500, negative values are INVALID_ARGUMENT. A page may hold fewer: it
+   * ends before the patient that would take the response past what a
+   * default gRPC client accepts (4 MiB). Only an empty next_page_token
+   * means the last page.
    */
   pageSize: number;
   /**

@@ -190,7 +190,10 @@ export interface ListVitalsRequest {
     | undefined;
   /**
    * Maximum readings per page: 0 means 100, values above 1000 are treated as
-   * 1000, negative values are INVALID_ARGUMENT.
+   * 1000, negative values are INVALID_ARGUMENT. A page may hold fewer: it
+   * ends before the reading (with its device_data) that would take the
+   * response past what a default gRPC client accepts (4 MiB). Only an empty
+   * next_page_token means the last page.
    */
   pageSize: number;
   /**

@@ -38,5 +38,5 @@ export {
 export { checkJsonDocument, type JsonDocumentRule } from './validation/jsonDocuments.js';
 export { notYetServed } from './server/notYetServed.js';
 export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';
-export { countWithinBudget, RESPONSE_BUDGET_BYTES } from './pagination/responseBudget.js';
+export { fitPage, RESPONSE_BUDGET_BYTES, type FittedPage } from './pagination/responseBudget.js';
 export { messageCodec, runAuditedMutation, type MutationOptions } from './auditedMutation.js';

@@ -1,5 +1,5 @@
 import { agentContextV1 } from '@clinical/contracts';
-import { countWithinBudget, RESPONSE_BUDGET_BYTES } from '@clinical/server-kit';
+import { fitPage, RESPONSE_BUDGET_BYTES } from '@clinical/server-kit';
 import { z } from 'zod';
 
 /** A decision as stored in mcp_context.decisions (snake_case JSON). */
@@ -76,7 +76,7 @@ export function toAgentContextMessage(row: AgentContextRow): agentContextV1.Agen
     etag: etagOf(row),
   };
   if (row.decisions && row.decisions.length > 0) {
-    message.decisions = decisionsThatFit(message, row.decisions.map(toDecisionMessage));
+    message.decisions = decisionsThatFit(message, row.decisions);
   }
   return message;
 }
@@ -88,11 +88,7 @@ export function toAgentContextMessage(row: AgentContextRow): agentContextV1.Agen
  * JSON as protobuf, so a full context may not fit; decision_count still
  * counts every decision.
  */
-function decisionsThatFit(
-  context: agentContextV1.AgentContext,
-  decisions: agentContextV1.AgentDecision[],
-): agentContextV1.AgentDecision[] {
+function decisionsThatFit(context: agentContextV1.AgentContext, decisions: readonly StoredDecision[]): agentContextV1.AgentDecision[] {
   const room = RESPONSE_BUDGET_BYTES - agentContextV1.AgentContext.encode(context).finish().length;
-  const kept = countWithinBudget(decisions, (decision) => agentContextV1.AgentDecision.encode(decision).finish().length, { budget: room });
-  return kept === decisions.length ? decisions : decisions.slice(0, kept);
+  return fitPage(decisions, toDecisionMessage, agentContextV1.AgentDecision, { budget: room }).messages;
 }

@@ -1,6 +1,6 @@
 import { agentContextV1 } from '@clinical/contracts';
 import { InvalidArgumentError } from '@clinical/errors';
-import { countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { FieldValidator, fitPage, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { toAgentContextMessage } from './agentContextRecord.js';
 import { selectAgentContexts } from './agentContextQueries.js';
 import { CONTEXT_TYPE } from './validateAgentContext.js';
@@ -20,7 +20,7 @@ function agentIdOf(cursor: Cursor): string {
 /**
  * ListAgentContexts: keyset pages by agent_id, without decisions, ending
  * early once their context_data would exceed LIST_PAGE_BUDGET_BYTES of JSON,
- * or the encoded response what a client accepts (countWithinBudget).
+ * or the encoded response what a client accepts (fitPage).
  */
 export function listAgentContextsHandler(runtime: ServiceRuntime) {
   return async function listAgentContexts(
@@ -40,12 +40,11 @@ export function listAgentContextsHandler(runtime: ServiceRuntime) {
     const after = cursor ? agentIdOf(cursor) : undefined;
     const { rows: page, more } = await selectAgentContexts(runtime.pool, context.principal, request.contextType || undefined, after, pageSize);
     // The page also ends before the context that would take the response past what a client accepts.
-    const agentContexts = page.map(toAgentContextMessage);
-    const kept = countWithinBudget(agentContexts, (agentContext) => agentContextV1.AgentContext.encode(agentContext).finish().length);
-    const last = page[kept - 1];
+    const fitted = fitPage(page, toAgentContextMessage, agentContextV1.AgentContext);
+    const last = fitted.rows[fitted.rows.length - 1];
     return {
-      agentContexts: agentContexts.slice(0, kept),
-      nextPageToken: (more || kept < page.length) && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
+      agentContexts: fitted.messages,
+      nextPageToken: (more || fitted.trimmed) && last ? runtime.pageTokens.encode([last.agent_id], filters) : '',
     };
   };
 }

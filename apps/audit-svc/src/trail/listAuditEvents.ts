@@ -1,6 +1,6 @@
 import { auditV1 } from '@clinical/contracts';
 import { InvalidArgumentError } from '@clinical/errors';
-import { countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { FieldValidator, fitPage, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { ACTION_NAMES, EVENT_TYPE_NAMES, storedEntityTypes, toAuditEventMessage } from './auditEventRecord.js';
 import { selectAuditEvents, type AuditEventFilters } from './auditEventQueries.js';
 import { recordTrailRead } from './trailAccessEvents.js';
@@ -98,16 +98,14 @@ export function listAuditEventsHandler(runtime: ServiceRuntime) {
     const { rows: fetched, more } = await selectAuditEvents(runtime.pool, context.principal, filters, cursor, pageSize);
     // And before the event that would take the response past what a client accepts: a payload
     // (jsonb text) takes at most 4 times its bytes as a protobuf Struct, so most pages need no measuring.
-    const events = fetched.map((row) => ({ row, message: toAuditEventMessage(row) }));
-    const kept = countWithinBudget(events, ({ message }) => auditV1.AuditEvent.encode(message).finish().length, {
-      upperBound: ({ row }) => 4 * row.payload_bytes + EVENT_FIELDS_BOUND_BYTES + 3 * (row.reason?.length ?? 0),
+    const page = fitPage(fetched, toAuditEventMessage, auditV1.AuditEvent, {
+      upperBound: (row) => 4 * row.payload_bytes + EVENT_FIELDS_BOUND_BYTES + 3 * (row.reason?.length ?? 0),
     });
-    const page = fetched.slice(0, kept);
-    const last = page[page.length - 1];
-    recordTrailRead(runtime, context, page);
+    const last = page.rows[page.rows.length - 1];
+    recordTrailRead(runtime, context, page.rows);
     return {
-      events: events.slice(0, kept).map(({ message }) => message),
-      nextPageToken: (more || kept < fetched.length) && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
+      events: page.messages,
+      nextPageToken: (more || page.trimmed) && last ? runtime.pageTokens.encode([last.occurred_micros, last.event_id], tokenFilters) : '',
     };
   };
 }

@@ -1,8 +1,8 @@
 import { documentV1 } from '@clinical/contracts';
 import {
   accessEventsOf,
-  countWithinBudget,
   FieldValidator,
+  fitPage,
   pageSizeOf,
   type HandlerContext,
   type ServiceRuntime,
@@ -35,15 +35,13 @@ export function listDocumentVersionsHandler(runtime: ServiceRuntime) {
       pageSize,
       byteBudget: PAGE_BYTE_BUDGET,
     });
-    // The page also ends before the document that would take the response past what a client accepts.
-    const documents = page.map(toDocumentMessage);
-    const kept = countWithinBudget(documents, (document) => documentV1.Document.encode(document).finish().length);
-    const returned = page.slice(0, kept);
-    const last = returned[returned.length - 1];
-    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(returned)));
+    // The page also ends before the version that would take the response past what a client accepts.
+    const fitted = fitPage(page, toDocumentMessage, documentV1.Document);
+    const last = fitted.rows[fitted.rows.length - 1];
+    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(fitted.rows)));
     return {
-      documents: documents.slice(0, kept),
-      nextPageToken: (more || kept < page.length) && last ? runtime.pageTokens.encode([last.version], { documentId }) : '',
+      documents: fitted.messages,
+      nextPageToken: (more || fitted.trimmed) && last ? runtime.pageTokens.encode([last.version], { documentId }) : '',
     };
   };
 }

@@ -3,8 +3,8 @@ import { NotFoundError } from '@clinical/errors';
 import {
   accessEventsOf,
   canAccessSite,
-  countWithinBudget,
   FieldValidator,
+  fitPage,
   pageSizeOf,
   type HandlerContext,
   type ServiceRuntime,
@@ -53,14 +53,12 @@ export function listDocumentsHandler(runtime: ServiceRuntime) {
       byteBudget: PAGE_BYTE_BUDGET,
     });
     // The page also ends before the document that would take the response past what a client accepts.
-    const documents = page.map(toDocumentMessage);
-    const kept = countWithinBudget(documents, (document) => documentV1.Document.encode(document).finish().length);
-    const returned = page.slice(0, kept);
-    const last = returned[returned.length - 1];
-    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(returned)));
+    const fitted = fitPage(page, toDocumentMessage, documentV1.Document);
+    const last = fitted.rows[fitted.rows.length - 1];
+    runtime.accessRecorder.record(accessEventsOf(context, documentAccesses(fitted.rows)));
     return {
-      documents: documents.slice(0, kept),
-      nextPageToken: (more || kept < page.length) && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
+      documents: fitted.messages,
+      nextPageToken: (more || fitted.trimmed) && last ? runtime.pageTokens.encode([last.created_at_key, last.document_id], filters) : '',
     };
   };
 }

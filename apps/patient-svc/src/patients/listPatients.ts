@@ -1,9 +1,9 @@
 import { patientV1 } from '@clinical/contracts';
 import {
-  countWithinBudget,
   accessEventsOf,
   accessibleSites,
   FieldValidator,
+  fitPage,
   pageSizeOf,
   type HandlerContext,
   type ServiceRuntime,
@@ -57,9 +57,8 @@ export function listPatientsHandler(runtime: ServiceRuntime) {
       limit: pageSize + 1,
     });
     // A page also ends before the patient that would take the response past what a client accepts.
-    const patients = rows.slice(0, pageSize).map(toPatientMessage);
-    const kept = countWithinBudget(patients, (patient) => patientV1.Patient.encode(patient).finish().length);
-    const page = rows.slice(0, kept);
+    const fitted = fitPage(rows.slice(0, pageSize), toPatientMessage, patientV1.Patient);
+    const page = fitted.rows;
     const last = page[page.length - 1];
     runtime.accessRecorder.record(
       accessEventsOf(
@@ -68,8 +67,8 @@ export function listPatientsHandler(runtime: ServiceRuntime) {
       ),
     );
     return {
-      patients: patients.slice(0, kept),
-      nextPageToken: rows.length > kept && last ? runtime.pageTokens.encode([last.enrollment_date, last.patient_id], filters) : '',
+      patients: fitted.messages,
+      nextPageToken: (rows.length > pageSize || fitted.trimmed) && last ? runtime.pageTokens.encode([last.enrollment_date, last.patient_id], filters) : '',
     };
   };
 }

@@ -1,6 +1,6 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { InvalidArgumentError, NotFoundError } from '@clinical/errors';
-import { accessEventsOf, countWithinBudget, FieldValidator, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessEventsOf, FieldValidator, fitPage, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { rangeFingerprint, validateTimeRange } from './timeRange.js';
 import { toVitalSigns } from './vitalRecord.js';
@@ -63,14 +63,14 @@ export function listVitalsHandler(runtime: ServiceRuntime) {
     }
     // A page also ends before the reading that would take the response past what a client accepts:
     // only device_data can make readings large, so pages without it are not measured.
-    const readings = rows.slice(0, pageSize).map(toVitalSigns);
-    const kept = countWithinBudget(readings, (reading) => vitalsV1.VitalSigns.encode(reading).finish().length, {
-      upperBound: (reading) => (reading.deviceData ? Number.POSITIVE_INFINITY : READING_WITHOUT_DEVICE_DATA_BOUND_BYTES),
+    const fitted = fitPage(rows.slice(0, pageSize), toVitalSigns, vitalsV1.VitalSigns, {
+      upperBound: (row) => (row.data_batch === null ? READING_WITHOUT_DEVICE_DATA_BOUND_BYTES : Number.POSITIVE_INFINITY),
     });
-    const last = rows[kept - 1];
-    const nextPageToken = rows.length > kept && last ? runtime.pageTokens.encode([last.cursor_time, last.vital_id], filters) : '';
+    const last = fitted.rows[fitted.rows.length - 1];
+    const nextPageToken =
+      (rows.length > pageSize || fitted.trimmed) && last ? runtime.pageTokens.encode([last.cursor_time, last.vital_id], filters) : '';
 
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));
-    return { readings: kept === readings.length ? readings : readings.slice(0, kept), nextPageToken };
+    return { readings: fitted.messages, nextPageToken };
   };
 }

@@ -51,3 +51,39 @@ export function countWithinBudget<T>(
   }
   return items.length;
 }
+
+/** A message type as ts-proto generates it: what measuring a message needs. */
+interface MessageEncoder<Message> {
+  encode(message: Message): { finish(): Uint8Array };
+}
+
+/** The part of a page that goes in one response. */
+export interface FittedPage<Row, Message> {
+  /** The rows whose messages fit, in order: at least one when any was given. */
+  readonly rows: Row[];
+  readonly messages: Message[];
+  /** Whether rows were left out: the next page starts after the last row kept. */
+  readonly trimmed: boolean;
+}
+
+/**
+ * A page's rows as messages, cut where the encoded response would pass
+ * `budget` (default RESPONSE_BUDGET_BYTES; countWithinBudget). `upperBound`
+ * bounds a message's size from its row cheaply, so that pages of small
+ * items are never encoded twice.
+ */
+export function fitPage<Row, Message>(
+  rows: readonly Row[],
+  toMessage: (row: Row) => Message,
+  encoder: MessageEncoder<Message>,
+  options: { budget?: number; upperBound?: (row: Row, message: Message) => number } = {},
+): FittedPage<Row, Message> {
+  const items = rows.map((row) => ({ row, message: toMessage(row) }));
+  const { upperBound } = options;
+  const kept = countWithinBudget(items, ({ message }) => encoder.encode(message).finish().length, {
+    budget: options.budget,
+    upperBound: upperBound && (({ row, message }) => upperBound(row, message)),
+  });
+  const fitted = kept === items.length ? items : items.slice(0, kept);
+  return { rows: fitted.map(({ row }) => row), messages: fitted.map(({ message }) => message), trimmed: kept < items.length };
+}

@@ -17,7 +17,7 @@ export interface CacheOptions {
   readonly redis: RedisClient;
   /** Shared with the other users of this Redis client, so one failure signal serves all. */
   readonly breaker: CircuitBreaker;
-  /** Told when Redis misbehaves; the request itself goes on without the cache. */
+  /** Told when the store misbehaves or a value cannot be encoded; the request itself goes on without the cache. */
   readonly onError?: (error: unknown) => void;
   /**
    * Most keys remembered as possibly stale (a store or invalidate after a
@@ -65,7 +65,7 @@ export interface Cache {
 }
 
 /** Entries are a fixed-width decimal version, then the encoded value. */
-const VERSION_WIDTH = 16;
+export const VERSION_WIDTH = 16;
 
 /** SET if absent or older: byte order of fixed-width decimal versions is numeric order. */
 const STORE_IF_NEWER = `
@@ -79,6 +79,26 @@ return 1`;
 function frame(version: number, bytes: Uint8Array): Buffer {
   const header = Buffer.from(String(version).padStart(VERSION_WIDTH, '0'), 'latin1');
   return Buffer.concat([header, bytes]);
+}
+
+/**
+ * Where entries live: framed bytes by key. Each method may fail (the cache
+ * then goes on without it); the framed versions compare as bytes.
+ */
+export interface CacheStore {
+  read(key: string): Promise<Buffer | null>;
+  /** Writes `framed` unless the entry held has the same or a newer version. */
+  writeIfNewer(key: string, framed: Buffer, ttlSeconds: number): Promise<unknown>;
+  remove(key: string): Promise<unknown>;
+}
+
+/** Entries in Redis, every command through the process's breaker. */
+function redisStore(redis: RedisClient, breaker: CircuitBreaker): CacheStore {
+  return {
+    read: (key) => breaker.run(() => redis.getBuffer(key)),
+    writeIfNewer: (key, framed, ttlSeconds) => breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds)),
+    remove: (key) => breaker.run(() => redis.del(key)),
+  };
 }
 
 /** Keys deleted at once (in parallel, so auto-pipelined) by a repair pass, and the most per pass. */
@@ -98,7 +118,14 @@ const REPAIR_PASS_MOST = 2_000;
  * then, which is as soon as Redis answers again.
  */
 export function createCache(options: CacheOptions): Cache {
-  const { redis, breaker } = options;
+  return createCacheOver(redisStore(options.redis, options.breaker), options);
+}
+
+/**
+ * The cache's logic over any store (createCache's Redis; createMemoryCache's
+ * process memory, where no write ever fails).
+ */
+export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, 'redis' | 'breaker'>): Cache {
   const maxStaleKeys = options.maxStaleKeys ?? 10_000;
   const repairIntervalMs = options.repairIntervalMs ?? 1_000;
   const inflight = new Map<string, Promise<Versioned<unknown> | undefined>>();
@@ -163,7 +190,7 @@ export function createCache(options: CacheOptions): Cache {
     }
     for (let start = 0; start < pass.length; start += REPAIR_BATCH) {
       const batch = pass.slice(start, start + REPAIR_BATCH);
-      const results = await Promise.allSettled(batch.map(([key]) => breaker.run(() => redis.del(key))));
+      const results = await Promise.allSettled(batch.map(([key]) => store.remove(key)));
       let firstFailure: PromiseRejectedResult | undefined;
       batch.forEach(([key, mark], index) => {
         const result = results[index];
@@ -185,7 +212,7 @@ export function createCache(options: CacheOptions): Cache {
   /** Writes a value; throws on any failure (encoding included). */
   async function put<T>(key: string, codec: CacheCodec<T>, ttlSeconds: number, entry: Versioned<T>): Promise<void> {
     const framed = frame(entry.version, codec.encode(entry.value));
-    await breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds));
+    await store.writeIfNewer(key, framed, ttlSeconds);
   }
 
   return {
@@ -193,7 +220,7 @@ export function createCache(options: CacheOptions): Cache {
       const bypass = stale.has(key);
       if (!bypass) {
         try {
-          const cached = await breaker.run(() => redis.getBuffer(key));
+          const cached = await store.read(key);
           if (cached && cached.length >= VERSION_WIDTH) {
             return codec.decode(cached.subarray(VERSION_WIDTH));
           }
@@ -235,7 +262,7 @@ export function createCache(options: CacheOptions): Cache {
     async invalidate(key) {
       inflight.delete(key);
       try {
-        await breaker.run(() => redis.del(key));
+        await store.remove(key);
       } catch (error) {
         reportError(error);
         markStale(key);

@@ -1,5 +1,5 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { checkJsonDocument, formatCivilDate } from '@clinical/server-kit';
+import { checkJsonDocument, formatCivilDate, todayUtc } from '@clinical/server-kit';
 import type { ReadingViolations } from './readingViolations.js';
 
 /** Ranges of the contract (vitals.proto), inclusive. The table's CHECK constraints hold the same bounds. */
@@ -123,7 +123,7 @@ export function normalizeReading(
       invalid('visit_date', 'must be a complete, valid calendar date');
     } else if (visitDate < EARLIEST_VISIT_DATE) {
       invalid('visit_date', `must not be before ${EARLIEST_VISIT_DATE}`);
-    } else if (visitDate > new Date(nowMs + LATEST_VISIT_AHEAD_MS).toISOString().slice(0, 10)) {
+    } else if (visitDate > todayUtc(new Date(nowMs + LATEST_VISIT_AHEAD_MS))) {
       // A site's calendar day may run ahead of UTC's, by a day at most.
       invalid('visit_date', 'must not be after tomorrow (UTC)');
     }

@@ -59,7 +59,7 @@ describe('the trail is append-only for every application role', () => {
   });
 
   it('refuses UPDATE and TRUNCATE even to the owner, and DELETE outside the purge', async () => {
-    await sealPendingEvents(service.running.runtime.pool, 100_000);
+    await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
     expect((await admin.query('SELECT count(*)::int AS n FROM audit_chain')).rows[0].n).toBeGreaterThan(0);
     await expect(admin.query("UPDATE audit_events SET user_id = 'forged'")).rejects.toThrow(/append-only: UPDATE refused/);
     await expect(admin.query('DELETE FROM audit_events')).rejects.toThrow(/append-only: DELETE refused/);

@@ -107,7 +107,7 @@ describe('completeness, proven by counting', () => {
     expect(rows[0].payload).toEqual({ old: expect.objectContaining({ treatment_arm: 'A' }), new: expect.objectContaining({ treatment_arm: 'B' }) });
 
     // Every one of them is chained once the sealer has run, and the API finds the same numbers.
-    await sealPendingEvents(service.running.runtime.pool, 100_000);
+    await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
     expect(await countEvents(`${ofPatients} AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = audit_events.event_seq)`, [patients])).toBe(0);
     const listed = [];
     let pageToken = '';

@@ -2,6 +2,7 @@ import { startTestService, type TestService } from '@clinical/server-kit/testing
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuditServiceModule } from '../auditServiceModule.js';
+import { sealPendingEvents } from './chainSealer.js';
 import { connectAs, inAuditedTransaction, insertPatient } from '../testKit.js';
 
 let service: TestService;
@@ -70,5 +71,38 @@ describe('the chain sealer', () => {
       `SELECT count(*)::int AS n FROM audit_chain_pending p JOIN audit_events e USING (event_seq) WHERE e.user_id = 'intruder'`,
     );
     expect(rows[0].n).toBe(0);
+  });
+
+  it('waits, when asked, for another sealer at work and then seals every committed event', async () => {
+    const writer = await connectAs(service, 'clinical_patient_svc');
+    const otherSealer = await connectAs(service, 'clinical_audit_svc');
+    try {
+      // Another replica's tick holds the sealing lock...
+      await otherSealer.query('BEGIN');
+      await otherSealer.query("SELECT pg_advisory_xact_lock(hashtext('audit_chain_seal'))");
+      await inAuditedTransaction(writer, { userId: 'waiting-sealer' }, async () => {
+        for (let index = 0; index < 5; index += 1) {
+          await insertPatient(writer);
+        }
+      });
+      const pool = service.running.runtime.pool;
+      // ...so a sealer that does not wait gives up at once, with the events still queued,
+      expect(await sealPendingEvents(pool, 100)).toBe(0);
+      expect(await pendingCount()).toBe(5);
+      // and one that waits finishes only once the lock is free, with nothing left queued.
+      const waiting = sealPendingEvents(pool, 100, { waitForOtherSealers: true });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await otherSealer.query('COMMIT');
+      await waiting;
+      expect(await pendingCount()).toBe(0);
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS n FROM audit_events e WHERE user_id = 'waiting-sealer'
+            AND EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = e.event_seq)`,
+      );
+      expect(rows[0].n).toBe(5);
+    } finally {
+      await otherSealer.query('ROLLBACK').catch(() => undefined);
+      await Promise.all([writer.end(), otherSealer.end()]);
+    }
   });
 });

@@ -50,7 +50,7 @@ export function purgeExpiredAuditEventsHandler(runtime: ServiceRuntime, settings
       : undefined;
 
     // Old events still pending would hold their month back: chain them first.
-    await sealPendingEvents(runtime.pool, settings.sealBatchSize);
+    await sealPendingEvents(runtime.pool, settings.sealBatchSize, { waitForOtherSealers: true });
     return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         const locked = await transaction.oneFirst(sql.type(z.object({ locked: z.boolean() }))`

@@ -25,7 +25,7 @@ async function trailWith(patients: number) {
   }
   await writer.end();
   // Sealed, as the sealer does within its interval: tampering starts from a chained trail.
-  await sealPendingEvents(service.running.runtime.pool, 100_000);
+  await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
   const auditor = service.client(
     auditV1.AuditServiceDefinition,
     await service.token({ sub: 'auditor-v', roles: ['auditor'], sites: '*' }),
@@ -68,7 +68,7 @@ describe('VerifyAuditTrail', () => {
       }),
     );
     // The writers' events are sealed while the late transaction is still open: its event escapes nothing.
-    await sealPendingEvents(service.running.runtime.pool, 100_000);
+    await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
     await late.query('COMMIT');
     await Promise.all([late, ...writers].map((client) => client.end()));
 

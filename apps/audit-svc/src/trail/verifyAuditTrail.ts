@@ -41,7 +41,7 @@ export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: Audit
       throw new PermissionDeniedError('verifying the audit trail needs access to every site');
     }
     // Chain what has committed up to now, so that the check covers it.
-    await sealPendingEvents(runtime.pool, settings.sealBatchSize);
+    await sealPendingEvents(runtime.pool, settings.sealBatchSize, { waitForOtherSealers: true });
     return runtime.pool.transaction(async (transaction) => {
       await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
       // A whole-trail check takes longer than an ordinary statement may.

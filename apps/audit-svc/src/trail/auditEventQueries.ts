@@ -108,33 +108,24 @@ export async function selectAuditEvents(
     conditions.push(sql.fragment`e."timestamp" <= ${at}`);
     conditions.push(sql.fragment`(e."timestamp", e.event_id) < (${at}, ${cursor.eventId}::uuid)`);
   }
-  // candidates: the keys and sizes of the next pageSize + 1 events (one more
-  // tells whether another page follows); sized: each with the running sum of
-  // payload bytes through it, in the same order; page: the prefix that fits
-  // (the running sum only grows, so the rows that fit are a prefix).
-  // Payloads are read only for the page's events, in the final join.
+  // One pass over the index: the next pageSize + 1 events (one more tells
+  // whether another page follows), each with its position and the running sum
+  // of payload bytes through it; the page is the prefix that fits (the sum
+  // only grows). A payload stays a pointer until it is output, so the events
+  // left out cost no detoasting, and only the page's events meet the chain.
   const rows = await db.any(sql.type(auditEventPageRow)`
-    WITH candidates AS (
-      SELECT e.event_seq, e."timestamp", e.event_id, e.payload_bytes
-        FROM audit_events AS e
-       WHERE ${sql.join(conditions, sql.fragment` AND `)}
-       ORDER BY e."timestamp" DESC, e.event_id DESC
-       LIMIT ${pageSize + 1}
-    ), sized AS (
-      SELECT c.event_seq, c."timestamp", c.event_id,
-             row_number() OVER w AS position,
-             sum(c.payload_bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS bytes_through
-        FROM candidates AS c
-      WINDOW w AS (ORDER BY c."timestamp" DESC, c.event_id DESC)
-    ), page AS (
-      SELECT s.event_seq FROM sized AS s
-       WHERE s.position <= ${pageSize} AND (s.position = 1 OR s.bytes_through <= ${budgetBytes})
-    )
-    SELECT ${EVENT_COLUMNS}, e.payload_bytes,
-           (SELECT count(*) FROM sized) > (SELECT count(*) FROM page) AS more
-      FROM page
-      JOIN audit_events AS e ON e.event_seq = page.event_seq
+    SELECT ${EVENT_COLUMNS}, e.payload_bytes, e.candidates > count(*) OVER () AS more
+      FROM (SELECT w.*, count(*) OVER () AS candidates,
+                   row_number() OVER win <= ${pageSize}
+                     AND (row_number() OVER win = 1 OR sum(w.payload_bytes) OVER win <= ${budgetBytes}) AS in_page
+              FROM (SELECT e.*
+                      FROM audit_events AS e
+                     WHERE ${sql.join(conditions, sql.fragment` AND `)}
+                     ORDER BY e."timestamp" DESC, e.event_id DESC
+                     LIMIT ${pageSize + 1}) AS w
+            WINDOW win AS (ORDER BY w."timestamp" DESC, w.event_id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS e
       LEFT JOIN audit_chain AS c ON c.event_seq = e.event_seq
+     WHERE e.in_page
      ORDER BY e."timestamp" DESC, e.event_id DESC
   `);
   return { rows, more: rows[0]?.more ?? false };

@@ -105,9 +105,12 @@ export async function startServiceProcess(
   return { address, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
 }
 
-/** Starts the bare grpc-js baseline server answering with `responseFile`'s bytes. */
-export async function startEchoProcess(responseFile: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}bench/src/echoServer.ts`, responseFile], {
+/**
+ * Starts the bare grpc-js baseline server answering with `responseFile`'s
+ * bytes, after running `queryFile`'s statement on each call when given.
+ */
+export async function startEchoProcess(responseFile: string, queryFile?: string): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}bench/src/echoServer.ts`, responseFile, ...(queryFile ? [queryFile] : [])], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

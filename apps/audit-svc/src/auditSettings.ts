@@ -7,6 +7,8 @@ export interface AuditSettings {
   readonly retentionMonths: number;
   /** Chain positions VerifyAuditTrail checks per query. */
   readonly verifyBatchSize: number;
+  /** Connections (one snapshot) VerifyAuditTrail checks batches on at once: about the cores PostgreSQL may give it. */
+  readonly verifyConnections: number;
   /** How often committed events are sealed into the hash chain (the not-yet-chained window). */
   readonly sealIntervalMs: number;
   /** Events chained per sealing transaction. */
@@ -17,6 +19,7 @@ const schema = z.object({
   // 6 years: the HIPAA minimum for documentation; a trial's regulations may ask for more.
   AUDIT_RETENTION_MONTHS: z.coerce.number().int().min(1).max(1_200).default(72),
   AUDIT_VERIFY_BATCH_SIZE: z.coerce.number().int().min(1_000).max(10_000_000).default(500_000),
+  AUDIT_VERIFY_CONNECTIONS: z.coerce.number().int().min(1).max(8).default(2),
   AUDIT_SEAL_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
   AUDIT_SEAL_BATCH_SIZE: z.coerce.number().int().min(100).max(1_000_000).default(50_000),
 });
@@ -30,6 +33,7 @@ export function loadAuditSettings(env: NodeJS.ProcessEnv = process.env): AuditSe
   return {
     retentionMonths: parsed.AUDIT_RETENTION_MONTHS,
     verifyBatchSize: parsed.AUDIT_VERIFY_BATCH_SIZE,
+    verifyConnections: parsed.AUDIT_VERIFY_CONNECTIONS,
     sealIntervalMs: parsed.AUDIT_SEAL_INTERVAL_MS,
     sealBatchSize: parsed.AUDIT_SEAL_BATCH_SIZE,
   };

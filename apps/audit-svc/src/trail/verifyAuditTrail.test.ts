@@ -11,9 +11,15 @@ const { ChainBreakKind } = auditV1;
 const running: TestService[] = [];
 const clients: pg.Client[] = [];
 
-/** A service over a fresh database holding `patients` patients written by patient-svc's role. */
-async function trailWith(patients: number) {
-  const service = await startTestService(createAuditServiceModule({ verifyBatchSize: 1_000 }));
+/**
+ * A service over a fresh database holding `patients` patients written by
+ * patient-svc's role, one transaction each, then `bulkPatients` more in one
+ * statement; it verifies on `verifyConnections` connections.
+ */
+async function trailWith(patients: number, options: { bulkPatients?: number; verifyConnections?: number } = {}) {
+  const service = await startTestService(
+    createAuditServiceModule({ verifyBatchSize: 1_000, verifyConnections: options.verifyConnections ?? 2 }),
+  );
   running.push(service);
   const admin = await connectAs(service);
   clients.push(admin);
@@ -21,6 +27,15 @@ async function trailWith(patients: number) {
   for (let i = 0; i < patients; i += 1) {
     await inAuditedTransaction(writer, { userId: 'coordinator-v' }, async () => {
       await insertPatient(writer);
+    });
+  }
+  if (options.bulkPatients) {
+    await inAuditedTransaction(writer, { userId: 'coordinator-bulk' }, async () => {
+      await writer.query(
+        `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date)
+         SELECT 'BULK-' || g, 'SITE-A', 'RA001', '2024-01-15' FROM generate_series(1, $1) AS g`,
+        [options.bulkPatients],
+      );
     });
   }
   await writer.end();
@@ -154,5 +169,42 @@ describe('VerifyAuditTrail', () => {
       await service.token({ sub: 'coordinator', roles: ['coordinator'], sites: '*' }),
     );
     await expectStatus(coordinator.verifyAuditTrail({}), Status.PERMISSION_DENIED);
+  });
+
+  it('checks batches side by side on one snapshot and reports the earliest break among them', async () => {
+    const { admin, auditor } = await trailWith(0, { bulkPatients: 4_500, verifyConnections: 3 });
+    // Five batches of 1,000 positions, three connections.
+    expect(await auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '4500', lastSequenceNumber: '4500' });
+    const eventAt = async (position: number) =>
+      (await admin.query('SELECT event_seq FROM audit_chain WHERE sequence_number = $1', [position])).rows[0].event_seq as string;
+
+    // An edit in the fourth batch, then a later one in the fifth: the earlier wins.
+    await behindTheBack(admin, "UPDATE audit_events SET user_id = 'late-edit' WHERE event_seq = $1", [await eventAt(4_400)]);
+    await behindTheBack(admin, "UPDATE audit_events SET user_id = 'edit' WHERE event_seq = $1", [await eventAt(3_500)]);
+    const edited = await auditor.verifyAuditTrail({});
+    expect(edited.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, sequenceNumber: '3500' });
+    expect(edited.checkedCount).toBe('3499');
+
+    // The last entry of the first batch, with its event, gone: the gap is reported where it is,
+    // and the batch after it, which cannot link to it, reports nothing of its own.
+    const lastOfFirst = await eventAt(1_000);
+    await behindTheBack(admin, 'DELETE FROM audit_events WHERE event_seq = $1', [lastOfFirst]);
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 1000');
+    const gap = await auditor.verifyAuditTrail({});
+    expect(gap.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '1000' });
+    expect(gap.checkedCount).toBe('999');
+    // A range that starts after the gap still sees it: its first entry has no entry before it.
+    const after = await auditor.verifyAuditTrail({ startSequenceNumber: '1001' });
+    expect(after.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '1000' });
+  });
+
+  it('gives the same answer on one connection as on several', async () => {
+    const one = await trailWith(0, { bulkPatients: 2_500, verifyConnections: 1 });
+    expect(await one.auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '2500' });
+    await behindTheBack(one.admin, 'DELETE FROM audit_chain WHERE sequence_number = 2001');
+    expect((await one.auditor.verifyAuditTrail({})).firstBreak).toMatchObject({
+      kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED,
+      sequenceNumber: '2001',
+    });
   });
 });

@@ -9,6 +9,8 @@ import {
   selectChainEntry,
   selectFirstEventAfter,
   selectUnchainedEvents,
+  ZERO_HASH,
+  type UnchainedEvents,
 } from './chainQueries.js';
 
 const { ChainBreakKind } = auditV1;
@@ -22,7 +24,16 @@ export interface VerifyChainOptions {
   readonly batchSize: number;
   /** Checked between batches: a cancelled call stops reading. */
   readonly signal?: AbortSignal;
+  /** More connections on the same snapshot, to check batches side by side. */
+  readonly helpers?: readonly SnapshotReader[];
 }
+
+/**
+ * Runs `work` on a connection that sees the same snapshot as the one
+ * verifyChain was given, inside that connection's own transaction (slonik
+ * refuses a query on a transaction from within another's callback).
+ */
+export type SnapshotReader = (work: (db: CommonQueryMethods) => Promise<void>) => Promise<void>;
 
 interface Candidate {
   readonly kind: auditV1.ChainBreakKind;
@@ -37,12 +48,62 @@ const earliest = (candidates: readonly (Candidate | undefined)[]): Candidate | u
     .filter((candidate): candidate is Candidate => candidate !== undefined)
     .reduce<Candidate | undefined>((first, candidate) => (!first || candidate.position < first.position ? candidate : first), undefined);
 
+/** What checking one batch of positions found. */
+interface BatchOutcome {
+  /** Positions seen in the batch. */
+  readonly checked: bigint;
+  /** Its earliest break, if any. */
+  readonly found?: Candidate;
+  /** The event_seq values its entries name. */
+  readonly eventSeqRange?: { readonly min: string; readonly max: string };
+}
+
+/**
+ * Checks positions low..high (inclusive): links (each entry to the one
+ * before, the first to `priorHash`), content (each chained event present
+ * and hashing as chained), and that the batch is whole. `atHead`: high is
+ * the head's position, so a missing tail is a truncation.
+ */
+async function checkBatch(db: CommonQueryMethods, low: bigint, high: bigint, priorHash: string, atHead: boolean): Promise<BatchOutcome> {
+  const links = await checkChainLinks(db, String(low), String(high), priorHash);
+  const lastSeen = links.last_sequence === null ? low - 1n : BigInt(links.last_sequence);
+  const eventSeqRange =
+    links.min_event_seq !== null && links.max_event_seq !== null ? { min: links.min_event_seq, max: links.max_event_seq } : undefined;
+  const content = eventSeqRange ? await checkChainedContent(db, String(low), String(high), eventSeqRange) : undefined;
+  const found = earliest([
+    links.first_gap === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(links.first_gap) },
+    links.first_broken === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, position: BigInt(links.first_broken) },
+    content?.first_missing ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(content.first_missing) } : undefined,
+    content?.first_edited ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, position: BigInt(content.first_edited) } : undefined,
+    lastSeen < high
+      ? { kind: atHead ? ChainBreakKind.CHAIN_BREAK_KIND_TRUNCATED : ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: lastSeen + 1n }
+      : undefined,
+  ]);
+  return { checked: BigInt(links.checked), found, eventSeqRange };
+}
+
+/**
+ * The row hash a batch starting at `low` (after the chain's first batch)
+ * must link to: the entry before it. When that entry is missing, the batch
+ * before reports the gap, which comes first; this batch then takes its own
+ * first link as given rather than report a later, derived break.
+ */
+async function priorHashOf(db: CommonQueryMethods, low: bigint): Promise<string> {
+  const prior = await selectChainEntry(db, String(low - 1n));
+  return prior?.row_hash ?? (await selectChainEntry(db, String(low)))?.previous_hash ?? ZERO_HASH;
+}
+
 /**
  * Recomputes the hash chain over a range of positions (set-based, a batch of
  * positions per query) and looks for events left out of it. Reports the
  * first break: a gap or a missing event (DELETED), a missing tail
  * (TRUNCATED), content that no longer hashes as chained (EDITED), a chain
  * entry that does not link or an event without entry (INSERTED).
+ *
+ * `db` and `options.helpers` see one and the same snapshot (`db` exported
+ * it, the helpers imported it): each checks a batch at a time, so that the
+ * batches run side by side on as many cores. Batches after one with a break
+ * are not started; the earliest break wins.
  */
 export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOptions): Promise<auditV1.VerifyAuditTrailResponse> {
   const verifyTime = new Date();
@@ -56,46 +117,65 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
 
   let found: Candidate | undefined;
   let checked = 0n;
-  let priorHash = bounds.anchor_hash;
+  let firstPriorHash = bounds.anchor_hash;
   let eventSeqRange: { min: string; max: string } | undefined;
   if (first > anchorSequence + 1n && first <= last) {
     const prior = await selectChainEntry(db, String(first - 1n));
     if (prior) {
-      priorHash = prior.row_hash;
+      firstPriorHash = prior.row_hash;
     } else {
       found = { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: first - 1n };
     }
   }
 
-  for (let low = first; !found && low <= last; low += batch) {
-    options.signal?.throwIfAborted();
-    const high = low + batch - 1n < last ? low + batch - 1n : last;
-    const links = await checkChainLinks(db, String(low), String(high), priorHash);
-    const lastSeen = links.last_sequence === null ? low - 1n : BigInt(links.last_sequence);
-    let content: Awaited<ReturnType<typeof checkChainedContent>> | undefined;
-    if (links.min_event_seq !== null && links.max_event_seq !== null) {
-      content = await checkChainedContent(db, String(low), String(high), { min: links.min_event_seq, max: links.max_event_seq });
+  const batchCount = found || last < first ? 0 : Number((last - first) / batch) + 1;
+  const outcomes: BatchOutcome[] = [];
+  let nextBatch = 0;
+  let earliestBroken = batchCount;
+  // A whole-chain check looks for unchained events everywhere, whatever the
+  // batches find: the first reader out of batches does it meanwhile.
+  const wholeChain = toEnd && first === anchorSequence + 1n;
+  let unchainedEverywhere: Promise<UnchainedEvents> | undefined;
+  const checkBatches = async (reader: CommonQueryMethods) => {
+    for (;;) {
+      if (nextBatch >= batchCount || nextBatch > earliestBroken) {
+        if (wholeChain && !unchainedEverywhere) {
+          unchainedEverywhere = selectUnchainedEvents(reader);
+          await unchainedEverywhere;
+        }
+        return;
+      }
+      options.signal?.throwIfAborted();
+      const index = nextBatch;
+      nextBatch += 1;
+      const low = first + BigInt(index) * batch;
+      const high = low + batch - 1n < last ? low + batch - 1n : last;
+      const priorHash = index === 0 ? firstPriorHash : await priorHashOf(reader, low);
+      const outcome = await checkBatch(reader, low, high, priorHash, toEnd && high === headSequence);
+      outcomes[index] = outcome;
+      if (outcome.found && index < earliestBroken) {
+        earliestBroken = index;
+      }
+    }
+  };
+  // Every reader's work settles before the snapshot's transactions may end.
+  const settled = await Promise.allSettled([checkBatches(db), ...(options.helpers ?? []).map((helper) => helper(checkBatches))]);
+  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) {
+    throw failed.reason;
+  }
+  for (const outcome of outcomes.slice(0, Math.min(earliestBroken + 1, batchCount))) {
+    if (outcome.eventSeqRange) {
       eventSeqRange = {
-        min: eventSeqRange && BigInt(eventSeqRange.min) < BigInt(links.min_event_seq) ? eventSeqRange.min : links.min_event_seq,
-        max: eventSeqRange && BigInt(eventSeqRange.max) > BigInt(links.max_event_seq) ? eventSeqRange.max : links.max_event_seq,
+        min: eventSeqRange && BigInt(eventSeqRange.min) < BigInt(outcome.eventSeqRange.min) ? eventSeqRange.min : outcome.eventSeqRange.min,
+        max: eventSeqRange && BigInt(eventSeqRange.max) > BigInt(outcome.eventSeqRange.max) ? eventSeqRange.max : outcome.eventSeqRange.max,
       };
     }
-    found = earliest([
-      links.first_gap === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(links.first_gap) },
-      links.first_broken === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, position: BigInt(links.first_broken) },
-      content?.first_missing ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(content.first_missing) } : undefined,
-      content?.first_edited ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, position: BigInt(content.first_edited) } : undefined,
-      lastSeen < high
-        ? {
-            kind: toEnd && high === headSequence ? ChainBreakKind.CHAIN_BREAK_KIND_TRUNCATED : ChainBreakKind.CHAIN_BREAK_KIND_DELETED,
-            position: lastSeen + 1n,
-          }
-        : undefined,
-    ]);
-    if (!found) {
-      checked += BigInt(links.checked);
-      priorHash = (await selectChainEntry(db, String(high)))?.row_hash ?? priorHash;
+    if (outcome.found) {
+      found = outcome.found;
+      break;
     }
+    checked += outcome.checked;
   }
   if (found) {
     checked = found.position > first ? found.position - first : 0n;
@@ -103,7 +183,7 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
 
   // Events without a chain entry: everywhere for a whole-chain check, else
   // among the event_seq values the checked range covers.
-  const unchained = await selectUnchainedEvents(db, toEnd && first === anchorSequence + 1n ? undefined : eventSeqRange);
+  const unchained = await (unchainedEverywhere ?? selectUnchainedEvents(db, wholeChain ? undefined : eventSeqRange));
   const writtenOutside = BigInt(unchained.unchained);
   const unchainedCount = writtenOutside + BigInt(unchained.awaiting_seal);
   let unchainedBreak: auditV1.ChainBreak | undefined;

@@ -2,8 +2,6 @@ import { sql, type DatabasePool } from '@clinical/db';
 import type { Logger } from '@clinical/telemetry';
 import { z } from 'zod';
 
-const sealedCount = z.object({ sealed: z.number() });
-
 /**
  * Chains every event committed so far that is still pending, in batches of
  * `batchSize` (one transaction each), and returns how many it sealed.
@@ -11,27 +9,20 @@ const sealedCount = z.object({ sealed: z.number() });
  * A sealer that finds another one at work (another replica's tick) returns 0
  * at once, which suits the schedule. A caller that must see every committed
  * event chained when this returns (VerifyAuditTrail, the retention purge)
- * passes `waitForOtherSealers`: each batch then first waits for the sealing
- * lock, which the database function then holds again without waiting.
+ * passes `waitForOtherSealers`: each batch then waits for the other sealer
+ * to finish (`audit_chain_seal_pending_waiting`).
  */
 export async function sealPendingEvents(
   pool: DatabasePool,
   batchSize: number,
   options: { readonly waitForOtherSealers?: boolean } = {},
 ): Promise<number> {
-  const sealBatch = options.waitForOtherSealers
-    ? () =>
-        pool.transaction(async (transaction) => {
-          // The key audit_chain_seal_pending takes: same session, so its own try succeeds.
-          await transaction.query(sql.type(z.object({ locked: z.boolean() }))`
-            SELECT true AS locked FROM pg_advisory_xact_lock(hashtext('audit_chain_seal'))
-          `);
-          return transaction.oneFirst(sql.type(sealedCount)`SELECT audit_chain_seal_pending(${batchSize}) AS sealed`);
-        })
-    : () => pool.oneFirst(sql.type(sealedCount)`SELECT audit_chain_seal_pending(${batchSize}) AS sealed`);
+  const seal = options.waitForOtherSealers
+    ? sql.fragment`audit_chain_seal_pending_waiting(${batchSize})`
+    : sql.fragment`audit_chain_seal_pending(${batchSize})`;
   let sealed = 0;
   for (;;) {
-    const count = await sealBatch();
+    const count = await pool.oneFirst(sql.type(z.object({ sealed: z.number() }))`SELECT ${seal} AS sealed`);
     sealed += count;
     if (count < batchSize) {
       return sealed;

@@ -113,14 +113,7 @@ export async function selectFirstEventAfter(db: CommonQueryMethods, sequenceNumb
  * an event_seq range or everywhere: how many, and the first of them with
  * the position of the first chained event written after it.
  */
-export interface UnchainedEvents {
-  readonly unchained: string;
-  readonly awaiting_seal: string;
-  readonly first_event_id: string | null;
-  readonly next_position: string | null;
-}
-
-export async function selectUnchainedEvents(db: CommonQueryMethods, eventSeqRange?: { min: string; max: string }): Promise<UnchainedEvents> {
+export async function selectUnchainedEvents(db: CommonQueryMethods, eventSeqRange?: { min: string; max: string }) {
   const within = eventSeqRange
     ? sql.fragment`e.event_seq BETWEEN ${eventSeqRange.min}::int8 AND ${eventSeqRange.max}::int8`
     : sql.fragment`true`;

@@ -10,7 +10,6 @@ import {
   selectFirstEventAfter,
   selectUnchainedEvents,
   ZERO_HASH,
-  type UnchainedEvents,
 } from './chainQueries.js';
 
 const { ChainBreakKind } = auditV1;
@@ -135,7 +134,7 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
   // A whole-chain check looks for unchained events everywhere, whatever the
   // batches find: the first reader out of batches does it meanwhile.
   const wholeChain = toEnd && first === anchorSequence + 1n;
-  let unchainedEverywhere: Promise<UnchainedEvents> | undefined;
+  let unchainedEverywhere: ReturnType<typeof selectUnchainedEvents> | undefined;
   const checkBatches = async (reader: CommonQueryMethods) => {
     for (;;) {
       if (nextBatch >= batchCount || nextBatch > earliestBroken) {

@@ -232,7 +232,11 @@ async function getPatientAuditOnOff(environment: BenchEnvironment, settings: Run
     return { service, caller, rounds: [] as LoadResult[] };
   };
   const off = await start('off');
-  const on = await start('on');
+  const on = await start('on').catch(async (error: unknown) => {
+    off.caller.close();
+    await off.service.stop();
+    throw error;
+  });
   try {
     const round = { ...settings, durationMs: settings.durationMs / AUDIT_ON_OFF_ROUNDS };
     for (let index = 0; index < AUDIT_ON_OFF_ROUNDS; index += 1) {

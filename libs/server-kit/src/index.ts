@@ -40,3 +40,4 @@ export { notYetServed } from './server/notYetServed.js';
 export { createPageTokenCodec, pageSizeOf, type Cursor, type PageTokenCodec } from './pagination/pageTokens.js';
 export { fitPage, RESPONSE_BUDGET_BYTES, type FittedPage } from './pagination/responseBudget.js';
 export { messageCodec, runAuditedMutation, type MutationOptions } from './auditedMutation.js';
+export { canonicalRequestBytes, withMapEntriesInKeyOrder, type MessageFns } from './messages/canonicalForm.js';

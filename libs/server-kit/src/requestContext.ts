@@ -1,5 +1,6 @@
 import type { AccessEvent, AuditContext, IdempotencyKey } from '@clinical/db';
 import { activeTraceId } from '@clinical/telemetry';
+import { canonicalRequestBytes, type MessageFns } from './messages/canonicalForm.js';
 import type { HandlerContext } from './middleware/authentication.js';
 
 /**
@@ -46,16 +47,23 @@ export function accessEventsOf(context: HandlerContext, entities: readonly Acces
 }
 
 /**
- * The idempotency key of a mutation: the caller's request_id, scoped to the
- * method and the caller, with the request's bytes (without the request_id)
- * so that a reused id with a different request is refused. None without a request_id.
+ * The idempotency key of a mutation: the caller's request_id (lower case),
+ * scoped to the method (`scope`, its path unless named) and the caller, with
+ * the request's canonical bytes so that a reused id with a different request
+ * is refused while the same request in another wire order is not. None
+ * without a request_id.
  */
-export function idempotencyKeyOf(
+export function idempotencyKeyOf<Request extends { requestId: string }>(
   context: HandlerContext,
-  requestId: string,
-  requestWithoutId: () => Uint8Array,
+  request: Request,
+  requestType: MessageFns<Request>,
+  scope: string = context.method,
 ): IdempotencyKey | undefined {
-  return requestId
-    ? { scope: `${context.method}:${context.principal.sub}`, requestId: requestId.toLowerCase(), requestBytes: requestWithoutId() }
+  return request.requestId
+    ? {
+        scope: `${scope}:${context.principal.sub}`,
+        requestId: request.requestId.toLowerCase(),
+        requestBytes: canonicalRequestBytes(requestType, request),
+      }
     : undefined;
 }

@@ -1,7 +1,7 @@
 import { analyticsV1 } from '@clinical/contracts';
 import { runIdempotent } from '@clinical/db';
 import { AbortedError, DomainError, UnavailableError } from '@clinical/errors';
-import { FieldValidator, type HandlerContext } from '@clinical/server-kit';
+import { FieldValidator, idempotencyKeyOf, type HandlerContext } from '@clinical/server-kit';
 import { activeTraceId } from '@clinical/telemetry';
 import { durationOfMs } from './durations.js';
 import type { ViewRefresher } from './viewRefresher.js';
@@ -27,13 +27,7 @@ export function refreshAnalyticsHandler(refresher: ViewRefresher, replica: strin
     v.uuid('request_id', request.requestId, false);
     v.throwIfInvalid();
     const requestId = request.requestId ? request.requestId.toLowerCase() : undefined;
-    const idempotencyKey = requestId
-      ? {
-          scope: `AnalyticsService/RefreshAnalytics:${context.principal.sub}`,
-          requestId,
-          requestBytes: analyticsV1.RefreshAnalyticsRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
+    const idempotencyKey = idempotencyKeyOf(context, request, analyticsV1.RefreshAnalyticsRequest, 'AnalyticsService/RefreshAnalytics');
     const attempt = {
       trigger: 'REQUESTED' as const,
       replica,

@@ -6,6 +6,7 @@ import {
   auditContextOf,
   canAccessSite,
   FieldValidator,
+  idempotencyKeyOf,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -37,13 +38,7 @@ export function appendAgentDecisionHandler(runtime: ServiceRuntime) {
     const input = request.decision as agentContextV1.AgentDecision;
     const patientId = input.patientId ? input.patientId.toLowerCase() : undefined;
 
-    const idempotencyKey = request.requestId
-      ? {
-          scope: `AgentContextService/AppendAgentDecision:${context.principal.sub}`,
-          requestId: request.requestId,
-          requestBytes: agentContextV1.AppendAgentDecisionRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
+    const idempotencyKey = idempotencyKeyOf(context, request, agentContextV1.AppendAgentDecisionRequest, 'AgentContextService/AppendAgentDecision');
     return withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         if (patientId) {

@@ -1,7 +1,7 @@
 import { agentContextV1 } from '@clinical/contracts';
 import { runIdempotent, withAuditContext } from '@clinical/db';
 import { AbortedError, NotFoundError } from '@clinical/errors';
-import { auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { auditContextOf, FieldValidator, idempotencyKeyOf, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { parseEtag, toAgentContextMessage } from './agentContextRecord.js';
 import { agentContextExists, insertAgentContext, replaceAgentContext, selectAgentContext } from './agentContextQueries.js';
 import { recordDecisionReads } from './decisionReads.js';
@@ -43,13 +43,7 @@ export function upsertAgentContextHandler(runtime: ServiceRuntime) {
     }
     v.throwIfInvalid();
 
-    const idempotencyKey = request.requestId
-      ? {
-          scope: `AgentContextService/UpsertAgentContext:${context.principal.sub}`,
-          requestId: request.requestId,
-          requestBytes: agentContextV1.UpsertAgentContextRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
+    const idempotencyKey = idempotencyKeyOf(context, request, agentContextV1.UpsertAgentContextRequest, 'AgentContextService/UpsertAgentContext');
     const response = await withAuditContext(runtime.pool, auditContextOf(context, request), (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         const contextData = input.contextData ?? {};

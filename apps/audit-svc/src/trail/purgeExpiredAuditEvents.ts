@@ -1,7 +1,7 @@
 import { auditV1 } from '@clinical/contracts';
 import { runIdempotent, sql, withAuditContext } from '@clinical/db';
 import { AbortedError, FailedPreconditionError, PermissionDeniedError } from '@clinical/errors';
-import { accessibleSites, auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessibleSites, auditContextOf, FieldValidator, idempotencyKeyOf, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { z } from 'zod';
 import type { AuditSettings } from '../auditSettings.js';
 import { selectChainBounds } from './chainQueries.js';
@@ -41,13 +41,7 @@ export function purgeExpiredAuditEventsHandler(runtime: ServiceRuntime, settings
     if (accessibleSites(context.principal)) {
       throw new PermissionDeniedError('purging the audit trail needs access to every site');
     }
-    const idempotencyKey = request.requestId
-      ? {
-          scope: `AuditService/PurgeExpiredAuditEvents:${context.principal.sub}`,
-          requestId: request.requestId,
-          requestBytes: auditV1.PurgeExpiredAuditEventsRequest.encode({ ...request, requestId: '' }).finish(),
-        }
-      : undefined;
+    const idempotencyKey = idempotencyKeyOf(context, request, auditV1.PurgeExpiredAuditEventsRequest, 'AuditService/PurgeExpiredAuditEvents');
 
     // Old events still pending would hold their month back: chain them first.
     await sealPendingEvents(runtime.pool, settings.sealBatchSize, { waitForOtherSealers: true });

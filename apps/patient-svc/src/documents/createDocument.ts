@@ -39,8 +39,8 @@ export function createDocumentHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
-        requestWithoutId: () => documentV1.CreateDocumentRequest.encode({ ...request, requestId: '' }).finish(),
+        request,
+        requestType: documentV1.CreateDocumentRequest,
         responseCodec,
       },
       async (transaction) => {

@@ -37,9 +37,9 @@ export function createDocumentVersionHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
+        request,
+        requestType: documentV1.CreateDocumentVersionRequest,
         reason: request.reason,
-        requestWithoutId: () => documentV1.CreateDocumentVersionRequest.encode({ ...request, requestId: '' }).finish(),
         responseCodec,
       },
       async (transaction) => {

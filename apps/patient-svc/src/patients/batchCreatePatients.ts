@@ -62,8 +62,8 @@ export function batchCreatePatientsHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
-        requestWithoutId: () => patientV1.BatchCreatePatientsRequest.encode({ ...request, requestId: '' }).finish(),
+        request,
+        requestType: patientV1.BatchCreatePatientsRequest,
         responseCodec,
       },
       async (transaction) => {

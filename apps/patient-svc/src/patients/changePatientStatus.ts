@@ -47,9 +47,9 @@ export function changePatientStatusHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
+        request,
+        requestType: patientV1.ChangePatientStatusRequest,
         reason: request.reason,
-        requestWithoutId: () => patientV1.ChangePatientStatusRequest.encode({ ...request, requestId: '' }).finish(),
         responseCodec,
       },
       async (transaction) => {

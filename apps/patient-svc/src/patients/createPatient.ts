@@ -40,8 +40,8 @@ export function createPatientHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
-        requestWithoutId: () => patientV1.CreatePatientRequest.encode({ ...request, requestId: '' }).finish(),
+        request,
+        requestType: patientV1.CreatePatientRequest,
         responseCodec,
       },
       async (transaction) => {

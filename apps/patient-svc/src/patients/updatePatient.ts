@@ -93,9 +93,9 @@ export function updatePatientHandler(runtime: ServiceRuntime) {
       runtime,
       context,
       {
-        requestId: request.requestId,
+        request,
+        requestType: patientV1.UpdatePatientRequest,
         reason: request.reason,
-        requestWithoutId: () => patientV1.UpdatePatientRequest.encode({ ...request, requestId: '' }).finish(),
         responseCodec,
       },
       async (transaction) => {

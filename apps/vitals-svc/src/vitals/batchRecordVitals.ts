@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
 import { claimRequestId, saveIdempotentResponse, withAuditedClient } from '@clinical/db';
 import { InvalidArgumentError } from '@clinical/errors';
-import { auditContextOf, FieldValidator, type HandlerContext } from '@clinical/server-kit';
+import { auditContextOf, canonicalRequestBytes, FieldValidator, type HandlerContext } from '@clinical/server-kit';
 import { ingestionError } from './ingestionErrors.js';
 import type { IngestionDependencies } from './ingestionPool.js';
 import { ReadingsWriter } from './readingsWriter.js';
@@ -36,9 +36,7 @@ export function batchRecordVitalsHandler(dependencies: IngestionDependencies) {
       ? { scope: `VitalsService/BatchRecordVitals:${context.principal.sub}`, requestId: request.requestId.toLowerCase() }
       : undefined;
     const requestHash = identity
-      ? createHash('sha256')
-          .update(vitalsV1.BatchRecordVitalsRequest.encode({ ...request, requestId: '' }).finish())
-          .digest()
+      ? createHash('sha256').update(canonicalRequestBytes(vitalsV1.BatchRecordVitalsRequest, request)).digest()
       : undefined;
 
     try {

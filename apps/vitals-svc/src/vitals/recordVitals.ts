@@ -1,7 +1,7 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { runIdempotent, withAuditContext, type CommonQueryMethods } from '@clinical/db';
 import { AbortedError, InvalidArgumentError } from '@clinical/errors';
-import { auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { auditContextOf, FieldValidator, idempotencyKeyOf, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { assertWritablePatients, siteFilter } from './patientAccess.js';
 import { ReadingViolations } from './readingViolations.js';
 import { normalizeReading } from './validateReading.js';
@@ -51,11 +51,7 @@ export function recordVitalsHandler(runtime: ServiceRuntime) {
       const row = await insertReading(runtime.pool, newVitalId(), reading, sites, audit);
       return { reading: toVitalSigns(row ?? (await whyRefused(runtime.pool))) };
     }
-    const idempotencyKey = {
-      scope: `VitalsService/RecordVitals:${context.principal.sub}`,
-      requestId: request.requestId.toLowerCase(),
-      requestBytes: vitalsV1.RecordVitalsRequest.encode({ ...request, requestId: '' }).finish(),
-    };
+    const idempotencyKey = idempotencyKeyOf(context, request, vitalsV1.RecordVitalsRequest, 'VitalsService/RecordVitals');
     return withAuditContext(runtime.pool, audit, (transaction) =>
       runIdempotent(transaction, idempotencyKey, responseCodec, async () => {
         const row = await insertReading(transaction, newVitalId(), reading, sites);

@@ -11,7 +11,7 @@ import { ReadingsWriter } from './readingsWriter.js';
 import { ReadingViolations } from './readingViolations.js';
 import { MAX_READINGS_PER_MESSAGE, normalizeReading } from './validateReading.js';
 import { newVitalId } from './vitalId.js';
-import { readingCopyFields } from './vitalRecord.js';
+import { readingCopyFields, readingRetryFields } from './vitalRecord.js';
 
 /** How long a half-closed stream waits for a reset that would cancel it before it commits. */
 export const HALF_CLOSE_GRACE_MS = 50;
@@ -162,7 +162,7 @@ function acceptMessage(
     const reading = normalizeReading(violations, `readings[${acceptedBefore + index}]`, message.readings[index], nowMs);
     if (reading && violations.empty) {
       const fields = readingCopyFields(reading);
-      hash?.update(fields);
+      hash?.update(readingRetryFields(reading, fields));
       writer?.add(reading.patientId, `${newVitalId(nowMs)}\t${fields}`);
     }
   }

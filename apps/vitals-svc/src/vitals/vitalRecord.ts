@@ -1,6 +1,6 @@
 import type { vitalsV1 } from '@clinical/contracts';
 import { COPY_NULL, copyText, rowSchema } from '@clinical/db';
-import { parseCivilDate } from '@clinical/server-kit';
+import { parseCivilDate, withMapEntriesInKeyOrder } from '@clinical/server-kit';
 import { z } from 'zod/v4';
 import type { NormalizedReading } from './validateReading.js';
 
@@ -88,4 +88,16 @@ export function readingCopyFields(reading: NormalizedReading): string {
   )}\t${copyNumber(reading.heartRate)}\t${reading.temperature === null ? COPY_NULL : reading.temperature.toFixed(1)}\t${
     reading.deviceDataJson === null ? COPY_NULL : copyText(reading.deviceDataJson)
   }\n`;
+}
+
+/**
+ * What a request_id's reuse check hashes of a reading: its COPY fields (see
+ * `readingCopyFields`, passed in as computed), with device_data's entries in
+ * key order, so that a retried stream whose device_data reached the server
+ * in another wire order is the same stream.
+ */
+export function readingRetryFields(reading: NormalizedReading, copyFields: string): string {
+  return reading.deviceData === null
+    ? copyFields
+    : readingCopyFields({ ...reading, deviceDataJson: JSON.stringify(withMapEntriesInKeyOrder(reading.deviceData)) });
 }

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { InvalidArgumentError } from '@clinical/errors';
+import { withMapEntriesInKeyOrder } from '../messages/canonicalForm.js';
 
 /** A position in a keyset-ordered list: the sort key values of the last row returned. */
 export type Cursor = readonly (string | number | boolean | null)[];
@@ -20,8 +21,9 @@ export interface PageTokenCodec {
   decode(token: string, filters: unknown): Cursor | undefined;
 }
 
+/** The filters' digest; JSON-document filters (Structs) count by content, whatever their entries' wire order. */
 const fingerprint = (filters: unknown) =>
-  createHash('sha256').update(JSON.stringify(filters ?? null)).digest('base64url').slice(0, 22);
+  createHash('sha256').update(JSON.stringify(withMapEntriesInKeyOrder(filters ?? null))).digest('base64url').slice(0, 22);
 
 /**
  * A codec whose tokens only `scope` (the service's name) accepts: every

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { seededRandom } from '@clinical/testing';
+import { callWithBytes } from './wireOrder.js';
 
 /** Statuses no request may cause: each means the server failed, not the caller. */
 export const SERVER_FAULTS: ReadonlySet<grpc.status> = new Set([
@@ -77,26 +78,11 @@ export async function sendRawRequests(
   metadata: grpc.Metadata,
 ): Promise<grpc.status[]> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  const passthrough = (bytes: Uint8Array) => Buffer.from(bytes);
   try {
     const statuses: grpc.status[] = [];
     for (const [index, request] of requests.entries()) {
-      statuses.push(
-        await new Promise<grpc.status>((resolve) => {
-          const done = (error: grpc.ServiceError | null) => resolve(error ? error.code : grpc.status.OK);
-          const options = { deadline: Date.now() + 10_000 };
-          if (method.requestStream) {
-            const call = client.makeClientStreamRequest(method.path, passthrough, (bytes: Buffer) => bytes, metadata, options, done);
-            call.write(request);
-            if (index % 2 === 1) {
-              call.write(requests[index - 1]!);
-            }
-            call.end();
-          } else {
-            client.makeUnaryRequest(method.path, passthrough, (bytes: Buffer) => bytes, request, metadata, options, done);
-          }
-        }),
-      );
+      const messages = method.requestStream && index % 2 === 1 ? [request, requests[index - 1]!] : [request];
+      statuses.push((await callWithBytes(client, method, messages, metadata)).code);
     }
     return statuses;
   } finally {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { descriptorModuleSource } from './descriptorModule.js';
+import { buildDescriptorSet, descriptorModuleSource } from './descriptorModule.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), 'contracts-'));
@@ -22,7 +22,7 @@ function files(dir: string): string[] {
 try {
   const buf = join(root, 'node_modules/.bin/buf');
   execFileSync(buf, ['generate', '--output', scratch], { cwd: root, stdio: 'inherit' });
-  execFileSync(buf, ['build', 'proto', '-o', join(scratch, 'clinical.binpb')], { cwd: root, stdio: 'inherit' });
+  buildDescriptorSet(root, join(scratch, 'clinical.binpb'));
   writeFileSync(
     join(scratch, 'libs/contracts/src/gen/descriptorSet.ts'),
     descriptorModuleSource(readFileSync(join(scratch, 'clinical.binpb'))),

@@ -1,7 +1,8 @@
-/** Writes libs/contracts/src/gen/descriptorSet.ts from libs/contracts/descriptor/clinical.binpb. */
+/** Builds libs/contracts/descriptor/clinical.binpb and writes libs/contracts/src/gen/descriptorSet.ts from it. */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { descriptorModuleSource } from './descriptorModule.js';
+import { buildDescriptorSet, descriptorModuleSource } from './descriptorModule.js';
 
 const root = new URL('..', import.meta.url).pathname;
-const bytes = readFileSync(`${root}libs/contracts/descriptor/clinical.binpb`);
-writeFileSync(`${root}libs/contracts/src/gen/descriptorSet.ts`, descriptorModuleSource(bytes));
+const descriptorFile = `${root}libs/contracts/descriptor/clinical.binpb`;
+buildDescriptorSet(root, descriptorFile);
+writeFileSync(`${root}libs/contracts/src/gen/descriptorSet.ts`, descriptorModuleSource(readFileSync(descriptorFile)));

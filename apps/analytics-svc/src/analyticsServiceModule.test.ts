@@ -7,4 +7,5 @@ serviceBootSuite(analyticsServiceModule, ['clinical.analytics.v1.AnalyticsServic
   method: 'GetAnalyticsFreshness',
   request: {},
   expectedCode: status.OK,
+  invalid: { method: 'GetSiteAnalytics', request: { site_id: '' }, field: 'site_id' },
 });

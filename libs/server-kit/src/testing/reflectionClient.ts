@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+// Adds Root.fromDescriptor, which builds types from descriptors alone.
+import 'protobufjs/ext/descriptor/index.js';
 
 /**
  * A minimal server-reflection client, written from the protocol
@@ -108,15 +110,27 @@ export class ReflectionClient {
     return ordered;
   }
 
-  /** A grpc-js client constructor for `service`, built from reflection alone. */
-  async serviceClient(service: string): Promise<grpc.ServiceClientConstructor> {
-    const files = await this.fileDescriptorsFor(service);
+  /** The encoded FileDescriptorSet defining `symbol`, with its dependencies. */
+  private async fileDescriptorSetFor(symbol: string): Promise<Buffer> {
     // A FileDescriptorSet is field 1 repeated: each file as a length-delimited record.
     const writer = protobuf.Writer.create();
-    for (const file of files) {
+    for (const file of await this.fileDescriptorsFor(symbol)) {
       writer.uint32(10).bytes(file);
     }
-    const definition = loadFileDescriptorSetFromBuffer(Buffer.from(writer.finish()), {
+    return Buffer.from(writer.finish());
+  }
+
+  /** A message type (e.g. one named by an error detail's type URL), built from reflection alone. */
+  async messageType(name: string): Promise<protobuf.Type> {
+    const root = (protobuf.Root as unknown as { fromDescriptor(set: Uint8Array): protobuf.Root }).fromDescriptor(
+      await this.fileDescriptorSetFor(name),
+    );
+    return root.lookupType(name);
+  }
+
+  /** A grpc-js client constructor for `service`, built from reflection alone. */
+  async serviceClient(service: string): Promise<grpc.ServiceClientConstructor> {
+    const definition = loadFileDescriptorSetFromBuffer(await this.fileDescriptorSetFor(service), {
       keepCase: true,
       longs: String,
       enums: String,

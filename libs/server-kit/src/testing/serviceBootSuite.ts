@@ -18,24 +18,37 @@ export interface ReflectedCall {
   readonly request: Record<string, unknown>;
   /** The status the call must end with, given a valid token. */
   readonly expectedCode: grpc.status;
+  /** A call of the same service that is INVALID_ARGUMENT, and the field its violation names. */
+  readonly invalid: { readonly method: string; readonly request: Record<string, unknown>; readonly field: string };
 }
 
+/** What reflection lists besides the clinical services: every other service the server registers. */
+const INFRASTRUCTURE_SERVICES = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
+
+/** Calls a unary method of a client built from reflection; resolves with its error, or null and the response. */
 async function invokeByReflection(
   ServiceClient: grpc.ServiceClientConstructor,
   address: string,
-  call: ReflectedCall,
+  method: string,
+  request: Record<string, unknown>,
   metadata: grpc.Metadata,
-): Promise<grpc.status> {
+): Promise<{ error: grpc.ServiceError | null; response?: Record<string, unknown> }> {
   const client = new ServiceClient(address, grpc.credentials.createInsecure());
-  type UnaryMethod = (request: unknown, metadata: grpc.Metadata, callback: (error: grpc.ServiceError | null) => void) => void;
-  const method = (client as unknown as Record<string, UnaryMethod>)[call.method]!.bind(client);
+  type UnaryMethod = (
+    request: unknown,
+    metadata: grpc.Metadata,
+    callback: (error: grpc.ServiceError | null, response?: Record<string, unknown>) => void,
+  ) => void;
+  const call = (client as unknown as Record<string, UnaryMethod>)[method]!.bind(client);
   return new Promise((resolve) => {
-    method(call.request, metadata, (error: grpc.ServiceError | null) => {
+    call(request, metadata, (error, response) => {
       client.close();
-      resolve(error?.code ?? grpc.status.OK);
+      resolve({ error, response });
     });
   });
 }
+
+const codeOf = (outcome: { error: grpc.ServiceError | null }) => grpc.status[outcome.error?.code ?? grpc.status.OK];
 
 /**
  * The checks every service passes after boot: health SERVING, server
@@ -116,12 +129,52 @@ export function serviceBootSuite(module: ServiceModule, expectedServices: readon
       const token = await service.token({ sub: 'boot-check', roles: ['admin'], sites: '*' });
       const authorized = new grpc.Metadata();
       authorized.set('authorization', `Bearer ${token}`);
-      expect(grpc.status[await invokeByReflection(ServiceClient, service.address, call, authorized)]).toBe(
+      expect(codeOf(await invokeByReflection(ServiceClient, service.address, call.method, call.request, authorized))).toBe(
         grpc.status[call.expectedCode],
       );
-      expect(grpc.status[await invokeByReflection(ServiceClient, service.address, call, new grpc.Metadata())]).toBe(
+      expect(codeOf(await invokeByReflection(ServiceClient, service.address, call.method, call.request, new grpc.Metadata()))).toBe(
         'UNAUTHENTICATED',
       );
+    });
+
+    it('lists health and reflection through reflection too, and a client that knows no contracts checks health by it', async () => {
+      const reflection = new ReflectionClient(service.address);
+      try {
+        expect(await reflection.listServices()).toEqual(expect.arrayContaining(INFRASTRUCTURE_SERVICES));
+        for (const name of INFRASTRUCTURE_SERVICES) {
+          expect(Object.keys((await reflection.serviceClient(name)).service).length, name).toBeGreaterThan(0);
+        }
+        const Health = await reflection.serviceClient('grpc.health.v1.Health');
+        const checked = await invokeByReflection(Health, service.address, 'Check', { service: '' }, new grpc.Metadata());
+        expect(checked.error).toBeNull();
+        expect(checked.response).toEqual({ status: 'SERVING' });
+      } finally {
+        reflection.close();
+      }
+    });
+
+    it('describes the error details it sends: a BadRequest, decoded by reflection alone, names the field', async () => {
+      const reflection = new ReflectionClient(service.address);
+      try {
+        const ServiceClient = await reflection.serviceClient(call.service);
+        const token = await service.token({ sub: 'boot-check', roles: ['admin'], sites: '*' });
+        const authorized = new grpc.Metadata();
+        authorized.set('authorization', `Bearer ${token}`);
+        const { error } = await invokeByReflection(ServiceClient, service.address, call.invalid.method, call.invalid.request, authorized);
+        expect(grpc.status[error?.code ?? grpc.status.OK]).toBe('INVALID_ARGUMENT');
+        const [statusBytes] = error!.metadata.get('grpc-status-details-bin') as Buffer[];
+        const StatusType = await reflection.messageType('google.rpc.Status');
+        const { details } = StatusType.toObject(StatusType.decode(statusBytes!)) as { details: { type_url: string; value: Uint8Array }[] };
+        const typeNames = details.map((detail) => detail.type_url.slice(detail.type_url.lastIndexOf('/') + 1));
+        expect(typeNames).toContain('google.rpc.BadRequest');
+        const BadRequest = await reflection.messageType('google.rpc.BadRequest');
+        const badRequest = BadRequest.toObject(BadRequest.decode(details[typeNames.indexOf('google.rpc.BadRequest')]!.value)) as {
+          field_violations: { field: string; description: string }[];
+        };
+        expect(badRequest.field_violations).toEqual(expect.arrayContaining([expect.objectContaining({ field: call.invalid.field })]));
+      } finally {
+        reflection.close();
+      }
     });
   });
 }

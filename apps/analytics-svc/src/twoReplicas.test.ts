@@ -78,6 +78,7 @@ describe('two replicas', () => {
     const seen = new Map<number, Map<string, string>>();
     let refreshes = 0;
     let aborted = 0;
+    const refreshedOn = new Set<number>();
     let stop = false;
 
     const record = (asOf: Date | undefined, rows: analyticsV1.SiteAnalytics[]) => {
@@ -128,6 +129,7 @@ describe('two replicas', () => {
         try {
           await clients[turn % 2]!.refreshAnalytics({});
           refreshes += 1;
+          refreshedOn.add(turn % 2);
         } catch (error) {
           if (error instanceof ClientError && error.code === Status.ABORTED) {
             aborted += 1;
@@ -151,8 +153,14 @@ describe('two replicas', () => {
       refresher(),
       refresher(),
     ];
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
-    stop = true;
+    // Until each replica has refreshed a few times and refreshes have met each other: however long a busy machine takes.
+    await eventually(
+      async () => (refreshes > 3 && aborted > 0 && refreshedOn.size === 2 && seen.size > 2 ? true : undefined),
+      120_000,
+      'refreshes on both replicas under reads',
+    ).finally(() => {
+      stop = true;
+    });
     await Promise.all(work);
 
     expect(readErrors).toEqual([]);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCircuitBreaker } from './circuitBreaker.js';
 import { createCache, StaleKeysOverflowError, type CacheCodec } from './createCache.js';
+import { eventually } from '@clinical/testing';
 import { Redis } from 'ioredis';
 import { createRedisClient, waitForRedis, type RedisClient } from './createRedisClient.js';
 import { startBlackholeServer, testRedisClient } from './testRedis.js';
@@ -37,15 +38,6 @@ function manualBreaker() {
   };
 }
 
-async function eventually(check: () => Promise<boolean>, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 beforeAll(async () => {
   redis = await testRedisClient();
@@ -67,7 +59,8 @@ describe('createCache', () => {
     expect(results.every((value) => value === 'record-v1')).toBe(true);
     expect(loads).toBe(1);
 
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The load's value is stored after it is returned.
+    await eventually(async () => ((await redis.exists('k:concurrent')) === 1 ? true : undefined));
     expect(await cache.getOrLoad('k:concurrent', textCodec, 60, load)).toBe('record-v1');
     expect(loads).toBe(1);
     expect(await redis.ttl('k:concurrent')).toBeGreaterThan(50);
@@ -176,9 +169,9 @@ describe('createCache', () => {
       expect(loads).toBe(1);
 
       // The background repair deletes the old entry, then the key is cached again as usual.
-      await eventually(async () => (await redis.exists('k:stale')) === 0);
+      await eventually(async () => ((await redis.exists('k:stale')) === 0 ? true : undefined));
       expect(await cache.getOrLoad('k:stale', textCodec, 60, load)).toBe('v2');
-      await eventually(async () => (await redis.exists('k:stale')) === 1);
+      await eventually(async () => ((await redis.exists('k:stale')) === 1 ? true : undefined));
       expect(await cache.getOrLoad('k:stale', textCodec, 60, load)).toBe('v2');
       expect(loads).toBe(2);
     } finally {
@@ -203,7 +196,7 @@ describe('createCache', () => {
       await client.connect();
       expect(await client.exists('k:gone-later')).toBe(1);
       expect(await cache.getOrLoad('k:gone-later', textCodec, 60, async () => ({ value: 'db', version: 2 }))).toBe('db');
-      await eventually(async () => (await client.exists('k:gone-later')) === 0);
+      await eventually(async () => ((await client.exists('k:gone-later')) === 0 ? true : undefined));
     } finally {
       await cache.close();
       client.disconnect();
@@ -214,20 +207,21 @@ describe('createCache', () => {
     const { breaker, open, elapse } = manualBreaker();
     const cache = createCache({ redis, breaker, repairIntervalMs: 10 });
     try {
-      let release!: () => void;
+      let release: (() => void) | undefined;
       const slowLoad = cache.getOrLoad('k:race', textCodec, 60, async () => {
         await new Promise<void>((resolve) => {
           release = resolve;
         });
         return { value: 'v1 (read before the write)', version: 1 };
       });
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // The load has begun (after the cache's own read missed).
+      await eventually(async () => (release ? true : undefined));
       open();
       await cache.store('k:race', textCodec, 60, { value: 'v2', version: 2 });
       elapse();
       // The repair runs (and forgets the key) while the old load is still going.
       await new Promise((resolve) => setTimeout(resolve, 100));
-      release();
+      release!();
       expect(await slowLoad).toBe('v1 (read before the write)');
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await redis.exists('k:race')).toBe(0);

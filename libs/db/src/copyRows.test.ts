@@ -104,12 +104,17 @@ describe('claimRequestId', () => {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
+    let claimed: () => void = () => {};
+    const firstClaimed = new Promise<void>((resolve) => {
+      claimed = resolve;
+    });
     const first = withAuditedClient(pool, { userId: 'alice' }, async (client) => {
       expect(await claimRequestId(client, identity, 'abort')).toBeUndefined();
+      claimed();
       await held;
       await saveIdempotentResponse(client, identity, hash, Buffer.from('first response'));
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await firstClaimed;
     await expect(withAuditedClient(pool, { userId: 'alice' }, (client) => claimRequestId(client, identity, 'abort'))).rejects.toThrow(
       /in progress/,
     );

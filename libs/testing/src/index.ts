@@ -4,3 +4,4 @@ export { setupTestEnvironment } from './setupTestEnvironment.js';
 export { testServices, uniqueKeyPrefix } from './testContext.js';
 export { recordedSpans } from './recordedSpans.js';
 export { seededRandom } from './seededRandom.js';
+export { eventually } from './eventually.js';

@@ -54,8 +54,8 @@ describe('the refresh schedule, running', () => {
     expect(log.every((row) => row.trigger === 'SCHEDULED')).toBe(true);
     for (let index = 1; index < log.length; index += 1) {
       const gap = log[index]!.started_at.getTime() - log[index - 1]!.started_at.getTime();
+      // Never sooner than the interval (how much later depends on the machine; nextRefreshDue's tests pin the due time).
       expect(gap).toBeGreaterThanOrEqual(990);
-      expect(gap).toBeLessThan(3_000);
     }
   });
 
@@ -89,7 +89,6 @@ describe('the refresh schedule, running', () => {
     expect(waits[0]).toBeGreaterThanOrEqual(150);
     expect(waits[1]).toBeGreaterThanOrEqual(350);
     expect(waits[2]).toBeGreaterThanOrEqual(750);
-    expect(waits[2]).toBeLessThan(2_500);
 
     await service.admin.query('GRANT SELECT ON vital_signs TO clinical_analytics_svc');
     const recovered = await eventually(async () => {
@@ -101,7 +100,12 @@ describe('the refresh schedule, running', () => {
   });
 
   it('gives up a refresh after its own statement timeout, logged, with the view unchanged and readable', async () => {
-    service = await startAnalyticsService({ ANALYTICS_REFRESH_SCHEDULER: 'off', ANALYTICS_REFRESH_TIMEOUT_SECONDS: '1' });
+    // The pool's statement timeout is out of reach: only the refresh's own (1 s) can end it within the test.
+    service = await startAnalyticsService({
+      ANALYTICS_REFRESH_SCHEDULER: 'off',
+      ANALYTICS_REFRESH_TIMEOUT_SECONDS: '1',
+      DATABASE_STATEMENT_TIMEOUT_MS: '600000',
+    });
     const admin = service.client(analyticsV1.AnalyticsServiceDefinition, await service.token({ roles: ['admin'], sites: '*' }));
     await insertRandomTrial(service.admin, { seed: 7, patients: 10, sites: ['A'], protocols: ['P'], maxVitalsPerPatient: 2 });
     const before = await admin.refreshAnalytics({});
@@ -117,9 +121,8 @@ describe('the refresh schedule, running', () => {
       await expect(admin.getSiteAnalytics({ siteId: 'A', protocolId: 'P' })).resolves.toMatchObject({ asOfTime: before.asOfTime });
       const error = await expectStatus(pending, Status.UNAVAILABLE);
       expect(error.details).toMatch(/refresh failed/);
-      // The refresh's own timeout (1 s here), not the pool's (5 s).
+      // The refresh's own timeout (1 s here), not the pool's.
       expect(Date.now() - startedAt).toBeGreaterThanOrEqual(900);
-      expect(Date.now() - startedAt).toBeLessThan(4_500);
     } finally {
       await blocker.release();
     }
@@ -140,9 +143,8 @@ describe('the refresh schedule, running', () => {
       pending.catch(() => {});
       const admin = service.client(analyticsV1.AnalyticsServiceDefinition, token);
       await eventually(async () => ((await admin.getAnalyticsFreshness({})).refreshRunning ? true : undefined));
-      const stoppedAt = Date.now();
+      // Were the refresh not cancelled, the stop would wait behind the blocked view until the test timed out.
       await replica.stop();
-      expect(Date.now() - stoppedAt).toBeLessThan(5_000);
       expect((await admin.getAnalyticsFreshness({})).refreshRunning).toBe(false);
       expect(await refreshLog(service.admin)).toEqual([]);
     } finally {
@@ -170,9 +172,8 @@ describe('the refresh schedule, running', () => {
       const stopped = replica.stop();
       await delay(300);
       await logLock.release();
-      const releasedAt = Date.now();
+      // A refresh started now would wait behind the blocked view, and the stop with it.
       await stopped;
-      expect(Date.now() - releasedAt).toBeLessThan(3_000);
       const { rows } = await admin.query(`SELECT count(*)::int AS refreshing FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%'`);
       expect(rows[0].refreshing).toBe(0);
     } finally {

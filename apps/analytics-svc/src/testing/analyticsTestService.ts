@@ -63,20 +63,7 @@ export async function startReplica(primary: TestService, module: ServiceModule):
 
 export { expectStatus } from '@clinical/server-kit/testing';
 
-/** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+export { eventually } from '@clinical/testing';
 
 /** Holds ACCESS EXCLUSIVE on vital_signs in an open transaction of its own: a REFRESH waits behind it. */
 export async function blockRefreshes(databaseUrl: string): Promise<{ release(): Promise<void> }> {

@@ -1,4 +1,5 @@
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import { eventually } from '@clinical/testing';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuditServiceModule } from '../auditServiceModule.js';
@@ -35,11 +36,7 @@ describe('the chain sealer', () => {
     } finally {
       await writer.end();
     }
-    const deadline = Date.now() + 5_000;
-    while ((await pendingCount()) > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    expect(await pendingCount()).toBe(0);
+    await eventually(async () => ((await pendingCount()) === 0 ? true : undefined), 30_000, 'the background sealer');
     const { rows } = await admin.query(
       `SELECT count(*)::int AS n FROM audit_events e WHERE user_id = 'sealer-test'
           AND EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_seq = e.event_seq)`,
@@ -91,7 +88,11 @@ describe('the chain sealer', () => {
       expect(await pendingCount()).toBe(5);
       // and one that waits finishes only once the lock is free, with nothing left queued.
       const waiting = sealPendingEvents(pool, 100, { waitForOtherSealers: true });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await eventually(async () => {
+        const { rows: waiters } = await admin.query(`SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+            WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()`);
+        return waiters.length > 0 ? true : undefined;
+      }, 30_000, 'the waiting sealer to queue for the lock');
       await otherSealer.query('COMMIT');
       await waiting;
       expect(await pendingCount()).toBe(0);

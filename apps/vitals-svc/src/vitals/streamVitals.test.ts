@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
 import { Status } from 'nice-grpc';
+import { eventually } from '@clinical/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectStatus, reading, startVitalsTestBed, type VitalsTestBed } from '../testing/vitalsTestKit.js';
 
@@ -26,22 +27,39 @@ function messagesOf(patientIds: string[], messages: number, size: number, reques
   }));
 }
 
-async function* send(messages: vitalsV1.StreamVitalsRequest[], pauseAfter?: { index: number; ms: number }) {
+/** Sends `messages`; after message `pauseAfter.index`, waits for `pauseAfter.until` before the rest. */
+async function* send(messages: vitalsV1.StreamVitalsRequest[], pauseAfter?: { index: number; until: Promise<unknown> }) {
   for (const [index, message] of messages.entries()) {
     yield message;
     if (pauseAfter && index === pauseAfter.index) {
-      await sleep(pauseAfter.ms);
+      await pauseAfter.until;
     }
   }
 }
 
-async function openVitalsTransactions(): Promise<number> {
+/** A promise and the function that resolves it. */
+function latch(): { promise: Promise<void>; open: () => void } {
+  let open = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/** vitals-svc connections with a transaction open (running a statement or idle in it). */
+async function vitalsTransactions(): Promise<number> {
   const { rows } = await bed.admin.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND usename = 'clinical_vitals_svc' AND state LIKE 'idle in transaction%'`,
+      WHERE datname = current_database() AND usename = 'clinical_vitals_svc' AND xact_start IS NOT NULL`,
   );
   return rows[0]!.n;
 }
+
+/** Waits until the service has a stream's transaction open. */
+const streamTransactionOpen = () => eventually(async () => ((await vitalsTransactions()) > 0 ? true : undefined), 30_000, 'a stream transaction');
+
+/** Waits until the service has ended every transaction (rolled back or committed): what it wrote is then final. */
+const allTransactionsEnded = () => eventually(async () => ((await vitalsTransactions()) === 0 ? true : undefined), 30_000, 'transactions to end');
 
 describe('StreamVitals', () => {
   it('commits a long stream at its half-close, one audit event per patient and chunk', async () => {
@@ -74,13 +92,14 @@ describe('StreamVitals', () => {
     const client = await bed.client();
     const patientId = await bed.patient();
     const controller = new AbortController();
-    const call = client.streamVitals(send(messagesOf([patientId], 4, 5_000), { index: 1, ms: 2_000 }), { signal: controller.signal });
-    await sleep(700);
+    const paused = latch();
+    const call = client.streamVitals(send(messagesOf([patientId], 4, 5_000), { index: 1, until: paused.promise }), { signal: controller.signal });
+    await streamTransactionOpen();
     controller.abort();
+    paused.open();
     await expect(call).rejects.toThrow();
-    await sleep(300);
+    await allTransactionsEnded();
     expect(await bed.countReadings(patientId)).toBe(0);
-    expect(await openVitalsTransactions()).toBe(0);
   });
 
   it('writes nothing when the deadline passes mid-stream', async () => {
@@ -107,9 +126,8 @@ describe('StreamVitals', () => {
     });
     raw.close();
     expect(Status[code]).toBe('DEADLINE_EXCEEDED');
-    await sleep(300);
+    await allTransactionsEnded();
     expect(await bed.countReadings(patientId)).toBe(0);
-    expect(await openVitalsTransactions()).toBe(0);
   });
 
   it('commits nothing when the client cancels right after its last message', async () => {
@@ -126,7 +144,7 @@ describe('StreamVitals', () => {
       }
       await expect(client.streamVitals(thenCancel(), { signal: controller.signal })).rejects.toThrow();
     }
-    await sleep(300);
+    await allTransactionsEnded();
     expect(await bed.countReadings(patientId)).toBe(0);
   });
 
@@ -154,12 +172,11 @@ describe('StreamVitals', () => {
       frame.set(body, 5);
       request.write(frame);
     }
-    await sleep(1_000);
+    await streamTransactionOpen();
     // As if the client process died: the TCP connection goes, nothing else is sent.
     socket.destroy();
-    await sleep(500);
+    await allTransactionsEnded();
     expect(await bed.countReadings(patientId)).toBe(0);
-    expect(await openVitalsTransactions()).toBe(0);
   });
 
   it('makes a retried stream write nothing and return the first response; refuses a concurrent twin and a different stream', async () => {
@@ -168,9 +185,18 @@ describe('StreamVitals', () => {
     const requestId = randomUUID();
     const messages = messagesOf([patientId], 3, 1_000, requestId);
 
-    const slow = client.streamVitals(send(messages, { index: 0, ms: 1_000 }));
-    await sleep(400);
+    const paused = latch();
+    const slow = client.streamVitals(send(messages, { index: 0, until: paused.promise }));
+    // The first stream holds its request_id (a transaction advisory lock) while it waits for its next message.
+    await eventually(async () => {
+      const { rows } = await bed.admin.query(
+        `SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+          WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()`,
+      );
+      return rows.length > 0 ? true : undefined;
+    }, 30_000, 'the first stream to claim its request_id');
     await expectStatus(client.streamVitals(send(messages)), Status.ABORTED);
+    paused.open();
     const first = await slow;
     expect(first.acceptedCount).toBe('3000');
 

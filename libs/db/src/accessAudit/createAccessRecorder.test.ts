@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { UnavailableError } from '@clinical/errors';
-import { createTestDatabase, testServices, type TestDatabase } from '@clinical/testing';
+import { createTestDatabase, eventually, testServices, type TestDatabase } from '@clinical/testing';
 import pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,7 +50,8 @@ describe('createAccessRecorder', () => {
     const recorder = createAccessRecorder({ pool, flushIntervalMs: 20, maxBatchSize: 100 });
     const patients = Array.from({ length: 250 }, () => randomUUID());
     recorder.record(patients.map((patientId) => readEvent(patientId)));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Written by the timer, not by a close.
+    await eventually(async () => (recorder.stats().persisted === 250 ? true : undefined), 30_000, 'the flushes');
     const rows = await accessEventsOf(patients);
     expect(rows).toHaveLength(250);
     expect(rows[0]).toMatchObject({
@@ -85,8 +86,7 @@ describe('createAccessRecorder', () => {
       onFlushError: (_error, pending) => failures.push(pending),
     });
     recorder.record([readEvent(randomUUID()), readEvent(randomUUID())]);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(failures.length).toBeGreaterThan(0);
+    await eventually(async () => (failures.length >= 2 ? true : undefined), 30_000, 'failed flushes');
     expect(recorder.stats().pending).toBe(2);
     expect(() => recorder.record(Array.from({ length: 4 }, () => readEvent(randomUUID())))).toThrow(UnavailableError);
     // Not a fault of the events' data: none is dropped.
@@ -148,8 +148,8 @@ describe('createAccessRecorder', () => {
       recorder.record(patients.slice(0, 5).map((patientId) => readEvent(patientId)));
       recorder.record([readEvent(poison, { actor: 'poison' })]);
       recorder.record(patients.slice(5).map((patientId) => readEvent(patientId)));
-      await new Promise((resolve) => setTimeout(resolve, 500));
       // Every good event written, in a few batches; the bad one out of the queue.
+      await eventually(async () => (recorder.stats().pending === 0 && recorder.stats().persisted === 40 ? true : undefined), 30_000, 'the batches');
       expect(await accessEventsOf(patients)).toHaveLength(40);
       expect(await accessEventsOf([poison])).toHaveLength(0);
       expect(recorder.stats()).toMatchObject({ recorded: 41, persisted: 40, dropped: 1, pending: 0, failedFlushes: 0 });

@@ -11,13 +11,42 @@ import { defineService } from './defineService.js';
 import { notYetServed } from './notYetServed.js';
 import type { ServiceModule } from './startService.js';
 
-/** Calls to site 'held' wait until the test releases them (or their caller gives up). */
+/**
+ * Calls to site 'held' wait until the test releases them (or their caller
+ * gives up). The test learns when they are inside the handler, so that it
+ * never has to guess how long admission takes on a busy machine.
+ */
 const heldCalls = {
   release: () => {},
   gate: Promise.resolve(),
+  inside: 0,
+  changed: () => {},
   close() {
     this.gate = new Promise<void>((resolve) => {
       this.release = resolve;
+    });
+  },
+  async hold(signal: AbortSignal) {
+    this.inside += 1;
+    this.changed();
+    try {
+      await Promise.race([this.gate, new Promise((resolve) => signal.addEventListener('abort', resolve))]);
+    } finally {
+      this.inside -= 1;
+      this.changed();
+    }
+  },
+  /** Resolves once `count` held calls are inside the handler. */
+  whenInside(count: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.inside >= count) {
+          this.changed = () => {};
+          resolve();
+        }
+      };
+      this.changed = check;
+      check();
     });
   },
 };
@@ -32,7 +61,7 @@ const probeModule: ServiceModule = {
         async getSiteAnalytics(request, context) {
           switch (request.siteId) {
             case 'held':
-              await Promise.race([heldCalls.gate, new Promise((resolve) => context.signal.addEventListener('abort', resolve))]);
+              await heldCalls.hold(context.signal);
               return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
             case 'invalid':
               throw new InvalidArgumentError([{ field: 'site_id', description: 'is not a site' }]);
@@ -40,9 +69,6 @@ const probeModule: ServiceModule = {
               throw new ResourceExhaustedError('rate limit exceeded', 1_500);
             case 'fault':
               throw new Error('patient Jane Doe, born 1970-01-01, broke it');
-            case 'slow':
-              await new Promise((resolve) => setTimeout(resolve, 400));
-              return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
             default:
               return analyticsV1.GetSiteAnalyticsResponse.fromPartial({});
           }
@@ -159,18 +185,43 @@ describe('the edge: errors become statuses with details', () => {
 });
 
 describe('load shedding', () => {
-  /** Repeats `call` every 20 ms (for at most 5 s: the machine may be busy) until its outcome is `wanted`, and returns that outcome. */
+  /** Repeats `call` every 20 ms until its outcome is `wanted` (or 60 s have passed), and returns that outcome. */
   async function repeatUntil(call: () => Promise<unknown>, wanted: (outcome: unknown) => boolean): Promise<unknown> {
-    for (let attempt = 0; attempt < 250; attempt += 1) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
       const outcome = await call().catch((failure: unknown) => failure);
       if (wanted(outcome)) {
         return outcome;
       }
+      if (Date.now() > deadline) {
+        throw new Error(`the wanted outcome never came; the last was ${String(outcome)}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new Error('the wanted outcome never came');
   }
   const refusal = (outcome: unknown) => outcome instanceof ClientError;
+
+  /**
+   * Starts held calls until `count` are inside the handler. A call may be shed
+   * because a finished call's place is given back only after its caller has
+   * the response: such a call is started again.
+   */
+  async function holdCalls(count: number, start: () => Promise<unknown>): Promise<Promise<unknown>[]> {
+    const held: Promise<unknown>[] = [];
+    const inside = heldCalls.whenInside(count);
+    const admitOne = (): Promise<unknown> =>
+      start().catch((failure: unknown) => {
+        if (failure instanceof ClientError && failure.code === Status.UNAVAILABLE && heldCalls.inside < count) {
+          return admitOne();
+        }
+        throw failure;
+      });
+    for (let index = 0; index < count; index += 1) {
+      held.push(admitOne());
+    }
+    await inside;
+    return held;
+  }
 
   it('refuses calls past MAX_IN_FLIGHT_COST with UNAVAILABLE and a retry delay, keeps answering health checks, and serves again once calls finish', async () => {
     const service = await startTestService(probeModule, { MAX_IN_FLIGHT_COST: '2' });
@@ -181,10 +232,10 @@ describe('load shedding', () => {
         .use(errorDetailsClientMiddleware)
         .create(analyticsV1.AnalyticsServiceDefinition, service.channel);
       const call = (siteId: string) => client.getSiteAnalytics({ siteId, protocolId: 'p' }, { metadata: authorization(token) });
-      const held = [call('held'), call('held')];
+      const held = await holdCalls(2, () => call('held'));
 
-      // Once both held calls are in, the next one is refused.
-      const refused = (await repeatUntil(() => call('ok'), refusal)) as RichClientError;
+      // Both held calls are in: the next one is refused.
+      const refused = (await call('ok').catch((failure: unknown) => failure)) as RichClientError;
       expect(refused).toBeInstanceOf(RichClientError);
       expect(refused.code).toBe(Status.UNAVAILABLE);
       const retry = refused.extra.find((detail) => detail.$type === 'google.rpc.RetryInfo') as RetryInfo;
@@ -195,7 +246,8 @@ describe('load shedding', () => {
 
       heldCalls.release();
       await Promise.all(held);
-      await expect(call('ok')).resolves.toBeDefined();
+      // A finished call gives its place back just after its caller has the response.
+      await expect(repeatUntil(() => call('ok'), (outcome) => !refusal(outcome))).resolves.toBeDefined();
     } finally {
       heldCalls.release();
       await service.stop();
@@ -210,12 +262,13 @@ describe('load shedding', () => {
       for (const siteId of ['invalid', 'fault', 'ok']) {
         await client.getSiteAnalytics({ siteId, protocolId: 'p' }).catch(() => undefined);
       }
+      // The failed calls gave their places back: a held call gets in, and then nothing else does.
       const abandoned = new AbortController();
-      const held = client.getSiteAnalytics({ siteId: 'held', protocolId: 'p' }, { signal: abandoned.signal }).catch(() => undefined);
+      const [held] = await holdCalls(1, () => client.getSiteAnalytics({ siteId: 'held', protocolId: 'p' }, { signal: abandoned.signal }));
       const ok = () => client.getSiteAnalytics({ siteId: 'ok', protocolId: 'p' });
-      expect(((await repeatUntil(ok, refusal)) as ClientError).code).toBe(Status.UNAVAILABLE);
+      expect(((await ok().catch((failure: unknown) => failure)) as ClientError).code).toBe(Status.UNAVAILABLE);
       abandoned.abort();
-      await held;
+      await held!.catch(() => undefined);
       // The server learns of the cancellation shortly after the client does.
       await expect(repeatUntil(ok, (outcome) => !refusal(outcome))).resolves.toBeDefined();
     } finally {
@@ -235,18 +288,24 @@ describe('load shedding', () => {
 
 describe('graceful shutdown', () => {
   it('reports NOT_SERVING while draining, finishes in-flight calls, then stops', async () => {
-    const service = await startTestService(probeModule, { SHUTDOWN_DRAIN_MS: '300' });
-    const token = await service.token({ sub: 'shutdown-tester', roles: ['monitor'], sites: '*' });
-    const client = service.client(analyticsV1.AnalyticsServiceDefinition, token);
-    const health = createClient(HealthDefinition, service.channel);
+    const service = await startTestService(probeModule, { SHUTDOWN_DRAIN_MS: '2000', SHUTDOWN_GRACE_MS: '60000' });
+    heldCalls.close();
+    try {
+      const token = await service.token({ sub: 'shutdown-tester', roles: ['monitor'], sites: '*' });
+      const client = service.client(analyticsV1.AnalyticsServiceDefinition, token);
+      const health = createClient(HealthDefinition, service.channel);
 
-    const inFlight = client.getSiteAnalytics({ siteId: 'slow', protocolId: 'p' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const stopped = service.stop();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect((await health.check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
-    await expect(inFlight).resolves.toBeDefined();
-    await stopped;
+      const inside = heldCalls.whenInside(1);
+      const inFlight = client.getSiteAnalytics({ siteId: 'held', protocolId: 'p' });
+      await inside;
+      const stopped = service.stop();
+      expect((await health.check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
+      heldCalls.release();
+      await expect(inFlight).resolves.toBeDefined();
+      await stopped;
+    } finally {
+      heldCalls.release();
+    }
   });
 });
 

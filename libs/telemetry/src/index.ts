@@ -2,3 +2,4 @@ export { shutdownTelemetry, startTelemetry, type TelemetryHandle, type Telemetry
 export { registerEsmHooks } from './esmHooks.js';
 export { createLogger, type Logger } from './logger.js';
 export { activeTraceId, tracer } from './tracing.js';
+export { describeError } from './describeError.js';

@@ -1,9 +1,9 @@
 import type { DatabasePool } from '@clinical/db';
-import type { Logger } from '@clinical/telemetry';
+import { describeError, type Logger } from '@clinical/telemetry';
 import type { AnalyticsConfig } from '../analyticsConfig.js';
 import type { CurrentRefresh } from './currentRefresh.js';
 import { selectRefreshState, type RefreshAttempt, type RefreshStateRow } from './refreshQueries.js';
-import { describeFailure, type ViewRefresher } from './viewRefresher.js';
+import type { ViewRefresher } from './viewRefresher.js';
 
 /** How often a replica looks again while another one is refreshing. */
 const RUNNING_POLL_MS = 5_000;
@@ -104,7 +104,7 @@ export function startRefreshScheduler(options: {
         .catch((error: unknown) => {
           localFailures += 1;
           if (!stopped) {
-            logger.warn({ error: describeFailure(error), failures: localFailures }, 'analytics refresh schedule: attempt failed');
+            logger.warn({ error: describeError(error), failures: localFailures }, 'analytics refresh schedule: attempt failed');
           }
           return retryBackoffMs(config, localFailures);
         })

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CommonQueryMethods, DatabasePool } from '@clinical/db';
 import { UnavailableError } from '@clinical/errors';
-import type { Logger } from '@clinical/telemetry';
+import { describeError, type Logger } from '@clinical/telemetry';
 import type { CurrentRefresh } from './currentRefresh.js';
 import {
   cancelBackend,
@@ -39,20 +39,6 @@ export interface ViewRefresher {
    * no attempt is left.
    */
   cancel(): Promise<void>;
-}
-
-/** The class and SQLSTATE of a failure, for the log: never its message, which may quote values. */
-export function describeFailure(error: unknown): string {
-  let current: unknown = error;
-  const name = error instanceof Error ? error.name : 'UnknownError';
-  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-      return `${name} (SQLSTATE ${code})`;
-    }
-    current = (current as { cause?: unknown }).cause;
-  }
-  return name;
 }
 
 /** How often cancel() repeats itself while an attempt is still running. */
@@ -102,16 +88,16 @@ export function createViewRefresher(options: {
           if (refreshed) {
             const committed = refreshed;
             await options.beforeReaders?.(committed).catch((error: unknown) => {
-              logger.warn({ error: describeFailure(error) }, 'analytics cache warming failed; reads will load');
+              logger.warn({ error: describeError(error) }, 'analytics cache warming failed; reads will load');
             });
             await options.current.advance(committed);
           }
           return { ran: true, value } as const;
         } catch (error) {
           if (refreshStarted && !stopping) {
-            logger.warn({ trigger: attempt.trigger, error: describeFailure(error) }, 'analytics refresh failed');
-            await insertFailedRefresh(connection, attempt, lock.attempted_at, describeFailure(error)).catch((logError: unknown) => {
-              logger.warn({ error: describeFailure(logError) }, 'could not log the failed analytics refresh');
+            logger.warn({ trigger: attempt.trigger, error: describeError(error) }, 'analytics refresh failed');
+            await insertFailedRefresh(connection, attempt, lock.attempted_at, describeError(error)).catch((logError: unknown) => {
+              logger.warn({ error: describeError(logError) }, 'could not log the failed analytics refresh');
             });
           }
           throw error;

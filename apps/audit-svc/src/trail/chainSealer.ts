@@ -1,5 +1,5 @@
 import { sql, type DatabasePool } from '@clinical/db';
-import type { Logger } from '@clinical/telemetry';
+import { describeError, type Logger } from '@clinical/telemetry';
 import { z } from 'zod';
 
 /**
@@ -58,7 +58,7 @@ export function startChainSealer(options: {
       (error: unknown) => {
         consecutiveFailures += 1;
         if (consecutiveFailures === 1 || consecutiveFailures % 50 === 0) {
-          options.logger.warn({ error: (error as Error).name, consecutiveFailures }, 'sealing the audit chain failed; retrying');
+          options.logger.warn({ error: describeError(error), consecutiveFailures }, 'sealing the audit chain failed; retrying');
         }
       },
     );

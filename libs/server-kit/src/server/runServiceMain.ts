@@ -1,4 +1,4 @@
-import { shutdownTelemetry } from '@clinical/telemetry';
+import { describeError, shutdownTelemetry } from '@clinical/telemetry';
 import { ConfigError } from '../config/loadConfig.js';
 import { loadServiceConfig } from '../config/serviceConfig.js';
 import { startService, type ServiceModule } from './startService.js';
@@ -36,7 +36,7 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
       await shutdownTelemetry();
       process.exit(0);
     } catch (error) {
-      logger.error({ error: (error as Error).name }, 'unclean shutdown');
+      logger.error({ error: describeError(error) }, 'unclean shutdown');
       process.exit(1);
     }
   };

@@ -20,7 +20,7 @@ import {
   type AccessRecorder,
   type DatabasePool,
 } from '@clinical/db';
-import { createLogger, type Logger } from '@clinical/telemetry';
+import { createLogger, describeError, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
@@ -81,7 +81,7 @@ function throttledWarning(logger: Logger, message: string, intervalMs = 10_000):
     const now = Date.now();
     if (now - lastLoggedAt >= intervalMs) {
       lastLoggedAt = now;
-      logger.warn(error === undefined ? {} : { error: error instanceof Error ? error.name : 'unknown' }, message);
+      logger.warn(error === undefined ? {} : { error: describeError(error) }, message);
     }
   };
 }
@@ -179,12 +179,12 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     clearInterval(idempotencyPurge);
     await module.stop?.(runtime);
     await runtime.accessRecorder.close().catch((error: unknown) => {
-      logger.error({ pending: runtime.accessRecorder.stats().pending, error: (error as Error).name }, 'access events lost at shutdown');
+      logger.error({ pending: runtime.accessRecorder.stats().pending, error: describeError(error) }, 'access events lost at shutdown');
     });
     // A call cut off by the grace period may still have a statement running: slonik's end
     // rejects with that statement's error, which at this point is nothing but a log line.
     await pool.end().catch((error: unknown) => {
-      logger.warn({ error: (error as Error).name }, 'a statement was still running when the pool closed');
+      logger.warn({ error: describeError(error) }, 'a statement was still running when the pool closed');
     });
     // Last try at deleting cache entries a failed post-commit write left stale.
     await runtime.cache.close();

@@ -4,9 +4,8 @@
  * Redis and signing secret without any configuration.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { DATA_DIR } from './checkout.js';
 
-export const DATA_DIR = fileURLToPath(new URL('../.data/', import.meta.url));
 const ENV_FILE = `${DATA_DIR}dev-env.json`;
 
 export interface DevEnvironment {

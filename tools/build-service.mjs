@@ -1,33 +1,14 @@
 #!/usr/bin/env node
 /**
- * Builds one service for production: bundles its code and our libraries
- * (TypeScript, @clinical/*) into dist/main.mjs with esbuild, npm packages left
- * external, plus dist/telemetry-register.mjs for `node --import`. Runs from the
- * service's directory (the Nx `build` target): `node ../../tools/build-service.mjs`.
- * Running bundles rather than compiling on the fly (tsx) saves memory and start
- * time, and is what a container runs.
+ * Builds the service in the working directory for production (the Nx `build`
+ * target and `npm start`: `node ../../tools/build-service.mjs`): see
+ * buildServiceIfStale. A bundle newer than everything it was built from is
+ * kept as it is. Running bundles rather than compiling on the fly (tsx) saves
+ * memory and start time, and is what a container runs.
  */
-import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { basename } from 'node:path';
+import { buildServiceIfStale } from './bundle.mjs';
 
-const keepNpmPackagesExternal = {
-  name: 'external-npm-packages',
-  setup(builder) {
-    builder.onResolve({ filter: /^[^./]/ }, (args) =>
-      args.path.startsWith('@clinical/') ? undefined : { path: args.path, external: true },
-    );
-  },
-};
-
-rmSync('dist', { recursive: true, force: true });
-const common = {
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: true,
-  plugins: [keepNpmPackagesExternal],
-  logLevel: 'warning',
-};
-await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/main.mjs' });
-await build({ ...common, entryPoints: ['../../libs/telemetry/src/register.ts'], outfile: 'dist/telemetry-register.mjs' });
+if (await buildServiceIfStale(process.cwd())) {
+  process.stdout.write(`[build] ${basename(process.cwd())}: bundled\n`);
+}

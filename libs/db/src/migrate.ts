@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 
-/** db/migrations at the workspace root: forward-only, plain SQL. */
+/** db/migrations at the workspace root, seen from this source file: forward-only, plain SQL. */
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../../db/migrations', import.meta.url));
 
 /** node-pg-migrate's own lock id, taken blocking first (it only tries, and fails when taken). */
@@ -13,6 +13,8 @@ export interface MigrateOptions {
   readonly databaseUrl: string;
   /** Where progress lines go; silent by default. */
   readonly log?: (message: string) => void;
+  /** The migrations, when this module runs from a bundle (elsewhere than its source); db/migrations by default. */
+  readonly migrationsDir?: string;
 }
 
 /**
@@ -28,7 +30,7 @@ export async function migrate(options: MigrateOptions): Promise<string[]> {
     const log = options.log ?? (() => {});
     const applied = await runner({
       dbClient: client,
-      dir: MIGRATIONS_DIR,
+      dir: options.migrationsDir ?? MIGRATIONS_DIR,
       direction: 'up',
       migrationsTable: 'schema_migrations',
       singleTransaction: true,

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory, struct_pb2
 
 DESCRIPTOR_SET = Path(__file__).resolve().parents[2] / 'libs/contracts/descriptor/clinical.binpb'
 PORTS = {'patient': 50051, 'vitals': 50052, 'audit': 50053, 'analytics': 50054}
@@ -57,7 +57,7 @@ class Services:
         described = self.pool.FindServiceByName(service).FindMethodByName(method)
         request_class = self._message_class(described.input_type)
         response_class = self._message_class(described.output_type)
-        channel = self.channels[service.split('.')[1]]
+        channel = self.channels.get(service.split('.')[1], self.channels['patient'])
         path = f'/{service}/{method}'
         options = dict(request_serializer=lambda message: message.SerializeToString(),
                        response_deserializer=response_class.FromString)
@@ -66,6 +66,37 @@ class Services:
             messages = [json_format.ParseDict(item, request_class()) for item in request]
             return channel.stream_unary(path, **options)(iter(messages), metadata=metadata, timeout=30)
         return channel.unary_unary(path, **options)(json_format.ParseDict(request, request_class()), metadata=metadata, timeout=30)
+
+    def call_with_bytes(self, service, method, request_bytes, token):
+        """A unary call whose request is sent as the bytes given."""
+        described = self.pool.FindServiceByName(service).FindMethodByName(method)
+        channel = self.channels.get(service.split('.')[1], self.channels['patient'])
+        call = channel.unary_unary(f'/{service}/{method}', request_serializer=lambda data: data,
+                                   response_deserializer=self._message_class(described.output_type).FromString)
+        return call(request_bytes, metadata=(('authorization', f'Bearer {token}'),), timeout=30)
+
+
+def varint(value):
+    out = bytearray()
+    while value > 0x7f:
+        out.append((value & 0x7f) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def length_delimited(field, data):
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def struct_in_order(entries):
+    """A google.protobuf.Struct's bytes with its entries in exactly this order on the wire."""
+    out = b''
+    for key, value in entries:
+        one = struct_pb2.Struct()
+        one.update({key: value})
+        out += one.SerializeToString()  # a map is a repeated field: encoded entries concatenate
+    return out
 
 
 class Steps:
@@ -98,6 +129,9 @@ def run(services, token, admin_token):
     patient = {'subjectNumber': subject, 'siteId': site, 'protocolId': 'PY-PROTOCOL',
                'enrollmentDate': {'year': now.year, 'month': now.month, 'day': now.day}}
 
+    health = services.call('grpc.health.v1.Health', 'Check', {}, token)
+    steps.check('grpc.health.v1.Health/Check', health.status == 1, str(health.status))
+
     created = services.call('clinical.patient.v1.PatientService', 'CreatePatient', {'patient': patient}, token).patient
     steps.check('PatientService/CreatePatient', bool(created.patient_id) and created.subject_number == subject)
     fetched = services.call('clinical.patient.v1.PatientService', 'GetPatient', {'patientId': created.patient_id}, token).patient
@@ -120,6 +154,24 @@ def run(services, token, admin_token):
     reading = {'patientId': created.patient_id, 'measurementTime': timestamp(now), 'systolicBp': 120, 'diastolicBp': 80}
     recorded = services.call('clinical.vitals.v1.VitalsService', 'RecordVitals', {'reading': reading}, token).reading
     steps.check('VitalsService/RecordVitals', bool(recorded.vital_id))
+
+    # RecordVitalsRequest { reading (1) { ..., device_data (9) }, request_id (2) }, written byte by byte so
+    # that device_data's entries go on the wire in the order chosen here.
+    reading_class = services._message_class(services.pool.FindMessageTypeByName('clinical.vitals.v1.VitalSigns'))
+    plain_reading = json_format.ParseDict(dict(reading, measurementTime=timestamp(now - datetime.timedelta(seconds=5))),
+                                          reading_class()).SerializeToString()
+    request_id = str(uuid.uuid4()).encode()
+    device = [('model', 'W-200'), ('serial', 'SN-1'), ('firmware', {'major': 4, 'minor': 2})]
+
+    def record_with_device(entries):
+        body = length_delimited(1, plain_reading + length_delimited(9, struct_in_order(entries))) + length_delimited(2, request_id)
+        return services.call_with_bytes('clinical.vitals.v1.VitalsService', 'RecordVitals', body, token).reading
+
+    first = record_with_device(device)
+    retried = record_with_device(list(reversed(device)))
+    steps.check('VitalsService/RecordVitals retried with device_data entries in another wire order', retried.vital_id == first.vital_id)
+    steps.expect_status('VitalsService/RecordVitals retried with other device_data', grpc.StatusCode.INVALID_ARGUMENT,
+                        lambda: record_with_device([('model', 'W-300')] + device[1:]))
     readings = [{'patientId': created.patient_id, 'heartRate': 60 + index % 40,
                  'measurementTime': timestamp(now - datetime.timedelta(seconds=index + 1))} for index in range(3000)]
     chunks = [{'readings': readings[start:start + 500]} for start in range(0, len(readings), 500)]

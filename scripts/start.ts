@@ -9,6 +9,8 @@
  * - JWT_SECRET, or else a development secret kept in .data (say so loudly).
  * - The services run from their production bundles, rebuilt only when a
  *   source changed.
+ * - `--tls` serves TLS with the development certificates (npm run dev:certs,
+ *   made if missing); `--mtls` also requires client certificates.
  * Ctrl-C (or SIGTERM, SIGHUP) stops the services gracefully, then the
  * redis-server and PostgreSQL this started. Whatever this process started
  * stops with it even if it is killed outright (setpriv --pdeathsig), and a
@@ -17,16 +19,18 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { execFile, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { migrate } from '@clinical/db';
 import { SERVICE_PROCESS_ARGUMENTS, SERVICES, type ServiceName } from '@clinical/server-kit';
 import { DATA_DIR, ROOT } from './checkout.js';
 import { readDevEnvironment, writeDevEnvironment } from './devEnvironment.js';
 import { spawnTied, stopChild } from './devStack/childProcesses.js';
+import { devCertificates } from './devStack/devCertificates.js';
 import { startDevRedis } from './devStack/devRedis.js';
 import { startEmbeddedPostgres } from './devStack/embeddedPostgres.js';
 
 const say = (message: string) => process.stdout.write(`[start] ${message}\n`);
+const { values: flags } = parseArgs({ options: { tls: { type: 'boolean', default: false }, mtls: { type: 'boolean', default: false } } });
 /** What this started besides the services, stopped last-started first. */
 const cleanups: (() => Promise<void>)[] = [];
 const services: ChildProcess[] = [];
@@ -116,7 +120,19 @@ try {
       process.stdout.write(stdout);
     }),
   );
-  const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, STATE_STORE: stateStore, JWT_SECRET: jwtSecret };
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, STATE_STORE: stateStore, JWT_SECRET: jwtSecret };
+  if (flags.tls || flags.mtls) {
+    const { certificates, made } = devCertificates(`${DATA_DIR}certs`);
+    Object.assign(env, { TLS_CERT_FILE: certificates.server.certFile, TLS_KEY_FILE: certificates.server.keyFile });
+    if (flags.mtls) {
+      Object.assign(env, { TLS_CLIENT_CA_FILE: certificates.caFile, TLS_SERVICE_IDENTITIES: certificates.client.identity });
+    }
+    say(
+      `${made ? 'made development certificates; ' : ''}serving ${flags.mtls ? 'mutual TLS' : 'TLS'}: grpcurl -cacert ${certificates.caFile}` +
+        (flags.mtls ? ` -cert ${certificates.client.certFile} -key ${certificates.client.keyFile}` : '') +
+        ' localhost:50051 list',
+    );
+  }
   for (const name of Object.keys(SERVICES) as ServiceName[]) {
     const child = startServiceProcess(name, env);
     child.once('exit', (code, signal) => {

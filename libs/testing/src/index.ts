@@ -5,3 +5,4 @@ export { testServices, uniqueKeyPrefix } from './testContext.js';
 export { recordedSpans } from './recordedSpans.js';
 export { seededRandom } from './seededRandom.js';
 export { eventually } from './eventually.js';
+export { createCertificateAuthority, type CertificateAuthority, type IssuedCertificate } from './certificates.js';

@@ -68,4 +68,16 @@ describe('loadServiceConfig', () => {
       /STATE_STORE: memory is for development/,
     );
   });
+
+  it('takes TLS settings that hold together, and production only with TLS', () => {
+    const tls = { TLS_CERT_FILE: '/etc/tls/svc.crt', TLS_KEY_FILE: '/etc/tls/svc.key' };
+    expect(loadServiceConfig('patient-svc', valid).tls).toBeUndefined();
+    expect(
+      loadServiceConfig('patient-svc', { ...valid, ...tls, TLS_CLIENT_CA_FILE: '/etc/tls/ca.crt', TLS_SERVICE_IDENTITIES: 'spiffe://a, spiffe://b' }).tls,
+    ).toEqual({ ...{ certFile: tls.TLS_CERT_FILE, keyFile: tls.TLS_KEY_FILE }, clientCaFile: '/etc/tls/ca.crt', reloadIntervalMs: 5_000, serviceIdentities: ['spiffe://a', 'spiffe://b'] });
+    expect(() => loadServiceConfig('patient-svc', { ...valid, TLS_CERT_FILE: tls.TLS_CERT_FILE })).toThrow(/set both, or neither/);
+    expect(() => loadServiceConfig('patient-svc', { ...valid, TLS_CLIENT_CA_FILE: '/ca' })).toThrow(/TLS_CLIENT_CA_FILE: mutual TLS needs/);
+    expect(() => loadServiceConfig('patient-svc', { ...valid, ...tls, TLS_SERVICE_IDENTITIES: 'x' })).toThrow(/TLS_SERVICE_IDENTITIES/);
+    expect(() => loadServiceConfig('patient-svc', { ...valid, NODE_ENV: 'production' })).toThrow(/NODE_ENV=production serves TLS only/);
+  });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { TlsSettings } from '../transport/transportSecurity.js';
 import { loadConfig } from './loadConfig.js';
 
 const integer = (defaultValue: number, min = 0) => z.coerce.number().int().min(min).default(defaultValue);
@@ -32,6 +33,8 @@ export interface ServiceConfig {
   readonly serviceName: ServiceName;
   readonly host: string;
   readonly port: number;
+  /** TLS (and mutual TLS) on the port; plaintext when absent, which production refuses. */
+  readonly tls?: TlsSettings;
   /** The service's own role's connection URL. */
   readonly databaseUrl: string;
   readonly databasePoolSize: number;
@@ -75,6 +78,11 @@ export interface ServiceConfig {
 
 const commonVariables = z.object({
     GRPC_HOST: z.string().default('0.0.0.0'),
+    TLS_CERT_FILE: z.string().optional(),
+    TLS_KEY_FILE: z.string().optional(),
+    TLS_CLIENT_CA_FILE: z.string().optional(),
+    TLS_RELOAD_INTERVAL_MS: integer(5_000, 100),
+    TLS_SERVICE_IDENTITIES: z.string().optional(),
     DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
     DATABASE_POOL_SIZE: integer(10, 1),
     DATABASE_STATEMENT_TIMEOUT_MS: integer(5_000, 100),
@@ -123,6 +131,20 @@ function stateStoreProblems(variables: Record<string, string>): string[] {
   return redisConfigured ? [] : ['REDIS_URL: required (or REDIS_CLUSTER_NODES, or STATE_STORE=memory for one process per service)'];
 }
 
+/** TLS settings that do not hold together, and plaintext where production needs TLS. */
+function tlsProblems(variables: Record<string, string>): string[] {
+  return [
+    ...(Boolean(variables.TLS_CERT_FILE) !== Boolean(variables.TLS_KEY_FILE) ? ['TLS_CERT_FILE, TLS_KEY_FILE: set both, or neither'] : []),
+    ...(variables.TLS_CLIENT_CA_FILE && !variables.TLS_CERT_FILE ? ['TLS_CLIENT_CA_FILE: mutual TLS needs TLS_CERT_FILE and TLS_KEY_FILE'] : []),
+    ...(variables.TLS_SERVICE_IDENTITIES && !variables.TLS_CLIENT_CA_FILE
+      ? ['TLS_SERVICE_IDENTITIES: identities come from client certificates; set TLS_CLIENT_CA_FILE']
+      : []),
+    ...(variables.NODE_ENV === 'production' && !variables.TLS_CERT_FILE
+      ? ['TLS_CERT_FILE: NODE_ENV=production serves TLS only; set TLS_CERT_FILE and TLS_KEY_FILE']
+      : []),
+  ];
+}
+
 /** The DATABASE_URL with its user swapped for the service's role (same host, database, options). */
 function roleUrl(databaseUrl: string, role: string): string {
   const url = new URL(databaseUrl);
@@ -152,6 +174,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       : []),
     ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
     ...stateStoreProblems(variables),
+    ...tlsProblems(variables),
   ]) as z.infer<typeof commonVariables> & Record<string, unknown>;
   const ownUrl = parsed[ownUrlVariable] as string | undefined;
   const databaseUrl = ownUrl ?? roleUrl(parsed.DATABASE_URL as string, service.databaseRole);
@@ -159,6 +182,16 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     serviceName,
     host: parsed.GRPC_HOST,
     port: parsed[`${service.envPrefix}_PORT`] as number,
+    tls:
+      parsed.TLS_CERT_FILE && parsed.TLS_KEY_FILE
+        ? {
+            certFile: parsed.TLS_CERT_FILE,
+            keyFile: parsed.TLS_KEY_FILE,
+            clientCaFile: parsed.TLS_CLIENT_CA_FILE,
+            reloadIntervalMs: parsed.TLS_RELOAD_INTERVAL_MS,
+            serviceIdentities: parsed.TLS_SERVICE_IDENTITIES?.split(',').map((identity) => identity.trim()).filter(Boolean) ?? [],
+          }
+        : undefined,
     databaseUrl,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
     databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,

@@ -3,6 +3,7 @@ import type { SessionStore } from '@clinical/cache';
 import type { CallContext, Metadata } from 'nice-grpc';
 import { requireRole, type Principal } from '../auth/principal.js';
 import type { TokenVerifier } from '../auth/tokens.js';
+import { PEER_IDENTITY_HEADER } from '../transport/transportSecurity.js';
 import type { MethodPolicies } from '../server/defineService.js';
 
 /** What handlers of authenticated services receive beside the request. */
@@ -18,19 +19,36 @@ export type HandlerContext = CallContext & AuthenticatedContext;
 export type Authenticator = (metadata: Metadata, methodPath: string) => Promise<Principal>;
 
 /**
+ * The `service` principal of a caller identified by its client certificate
+ * alone (mutual TLS): every site, no session (it ends when its certificate is
+ * no longer accepted or its identity is taken off the list).
+ */
+function servicePrincipal(identity: string): Principal {
+  return { sub: identity, roles: ['service'], sites: '*', sid: `certificate:${identity}` };
+}
+
+/**
  * Bearer-token authentication and role authorization: verifies the JWT,
  * checks that its session is live, then that one of the caller's roles may
- * call the method. A method without a policy is refused.
+ * call the method. A call without a token whose client certificate names one
+ * of `serviceIdentities` is that service. A method without a policy is refused.
  */
 export function createAuthenticator(options: {
   readonly verifyToken: TokenVerifier;
   readonly sessions: SessionStore;
   readonly policies: MethodPolicies;
+  readonly serviceIdentities?: ReadonlySet<string>;
 }): Authenticator {
   return async function authenticate(metadata, methodPath) {
     const header = metadata.get('authorization');
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match?.[1]) {
+      const identity = options.serviceIdentities?.size ? metadata.get(PEER_IDENTITY_HEADER) : undefined;
+      if (typeof identity === 'string' && options.serviceIdentities?.has(identity)) {
+        const principal = servicePrincipal(identity);
+        requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
+        return principal;
+      }
       throw new UnauthenticatedError('missing bearer token');
     }
     // A remembered token and a recently confirmed session answer without a

@@ -40,6 +40,12 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
       process.exit(1);
     }
   };
+  if (running.runtime.config.tls) {
+    // SIGHUP: read the TLS certificate files again now (they are also checked for changes every few seconds).
+    process.on('SIGHUP', () => {
+      logger.info({ changed: running.reloadCertificates() }, 'TLS certificate files read again');
+    });
+  }
   process.once('SIGTERM', (signal) => void stop(signal));
   process.once('SIGINT', (signal) => void stop(signal));
 }

@@ -35,6 +35,7 @@ import { createCallCostSpender } from '../middleware/rateLimiting.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
+import { createTransportSecurity } from '../transport/transportSecurity.js';
 
 /** Everything a service's handlers may use, built once at start from the configuration. */
 export interface ServiceRuntime {
@@ -65,6 +66,8 @@ export interface RunningService {
   /** The bound port (useful when the configuration asked for port 0). */
   readonly port: number;
   readonly runtime: ServiceRuntime;
+  /** Reads the TLS certificate files again (SIGHUP); whether they changed. New connections get them. */
+  reloadCertificates(): boolean;
   /**
    * Graceful stop: health turns NOT_SERVING for the drain period while calls
    * are still served, then new calls are refused and in-flight ones finish
@@ -208,9 +211,16 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     throw new ConfigError(budgetProblems);
   }
   const verifyToken = await createTokenVerifier(config.jwt);
+  let transport;
+  try {
+    transport = createTransportSecurity(config.tls, throttledWarning(logger, 'TLS certificate files could not be reloaded; serving the previous ones'));
+  } catch (error) {
+    await releaseRuntime();
+    throw new ConfigError([`TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE: ${(error as Error).message}`]);
+  }
 
   const health = HealthState();
-  const server = createServer()
+  const server = createServer(transport.serverOptions)
     .use(errorDetailsServerMiddleware)
     .use(
       inFlightLimitMiddleware({
@@ -227,7 +237,12 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   );
   const authenticated = server.with(
     admissionMiddleware({
-      authenticate: createAuthenticator({ verifyToken, sessions: runtime.sessions, policies }),
+      authenticate: createAuthenticator({
+        verifyToken,
+        sessions: runtime.sessions,
+        policies,
+        serviceIdentities: new Set(config.tls?.serviceIdentities ?? []),
+      }),
       spendCallCost: createCallCostSpender({ limiter: runtime.rateLimiter, policies }),
     }),
   );
@@ -235,7 +250,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     binding.addTo(authenticated);
   }
 
-  const port = await server.listen(`${config.host}:${config.port}`);
+  const port = await server.listen(`${config.host}:${config.port}`, transport.credentials);
   const setStatus = (status: 'healthy' | 'unhealthy') => {
     health.setStatus(status);
     for (const binding of bindings) {
@@ -248,6 +263,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   return {
     port,
     runtime,
+    reloadCertificates: () => transport.reloadCertificates(),
     stop() {
       stopping ??= (async () => {
         setStatus('unhealthy');
@@ -263,6 +279,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
           }),
         ]);
         clearTimeout(graceTimer);
+        transport.close();
         await releaseRuntime();
       })();
       return stopping;

@@ -52,8 +52,9 @@ export class ReflectionClient {
   constructor(
     private readonly address: string,
     private readonly version: 'v1' | 'v1alpha' = 'v1',
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+    this.client = new grpc.Client(address, credentials);
   }
 
   close(): void {

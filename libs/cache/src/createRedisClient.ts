@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis } from 'ioredis';
 
 export type RedisClient = Redis | Cluster;
@@ -11,6 +12,8 @@ export interface RedisClientOptions {
   readonly keyPrefix?: string;
   /** A command not answered within this time fails (and the caller falls back). */
   readonly commandTimeoutMs?: number;
+  /** TLS to every node (a rediss:// URL asks for it too, with the system's CAs): CA, client certificate. */
+  readonly tls?: ConnectionOptions;
 }
 
 /**
@@ -29,6 +32,7 @@ export function createRedisClient(options: RedisClientOptions): RedisClient {
     // turns many small writes (a syscall each) into a few.
     enableAutoPipelining: true,
     retryStrategy: (attempt: number) => Math.min(100 * 2 ** attempt, 2_000),
+    ...(options.tls ? { tls: options.tls } : {}),
   };
   if (options.clusterNodes && options.clusterNodes.length > 0) {
     return new Cluster(

@@ -1,9 +1,10 @@
 import { createPool, type DatabasePool } from 'slonik';
+import { databaseConnection } from './connectionTls.js';
 import { resultParserInterceptor } from './resultParserInterceptor.js';
 import { typeParsers } from './typeParsers.js';
 
 export interface DatabasePoolOptions {
-  /** postgres:// URL; the user is the service's own role. */
+  /** postgres:// URL; the user is the service's own role. Its sslmode, sslrootcert, sslcert and sslkey count as libpq's do. */
   readonly connectionUri: string;
   /** Most connections the pool opens. */
   readonly maximumPoolSize?: number;
@@ -18,10 +19,13 @@ export interface DatabasePoolOptions {
 /**
  * A Slonik pool whose typed queries (`sql.type(schema)`) are checked against
  * their zod schema, with timestamps as Date, dates as 'YYYY-MM-DD' strings
- * and int8 as strings.
+ * and int8 as strings. TLS as the URL says (see databaseConnection).
+ * @throws DatabaseUrlError when the URL's TLS parameters cannot be honoured.
  */
 export async function createDatabasePool(options: DatabasePoolOptions): Promise<DatabasePool> {
-  return createPool(options.connectionUri, {
+  const connection = databaseConnection(options.connectionUri);
+  return createPool(connection.url, {
+    ...(connection.ssl ? { ssl: connection.ssl } : {}),
     maximumPoolSize: options.maximumPoolSize ?? 10,
     statementTimeout: options.statementTimeoutMs ?? 30_000,
     idleInTransactionSessionTimeout: options.idleInTransactionTimeoutMs ?? 60_000,

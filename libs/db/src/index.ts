@@ -1,5 +1,6 @@
 export { sql, type DatabasePool, type DatabaseTransactionConnection, type CommonQueryMethods } from 'slonik';
 export { createDatabasePool, type DatabasePoolOptions } from './createDatabasePool.js';
+export { databaseConnection, DatabaseUrlError, tlsMisconfiguration, type DatabaseConnection } from './connectionTls.js';
 export { rowSchema } from './rowSchema.js';
 export { withAuditContext, type AuditContext } from './withAuditContext.js';
 export { mapDatabaseError } from './mapDatabaseError.js';

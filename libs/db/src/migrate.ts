@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
+import { databaseConnection } from './connectionTls.js';
 
 /** db/migrations at the workspace root, seen from this source file: forward-only, plain SQL. */
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../../db/migrations', import.meta.url));
@@ -23,7 +24,8 @@ export interface MigrateOptions {
  * @returns the names of the migrations applied by this run.
  */
 export async function migrate(options: MigrateOptions): Promise<string[]> {
-  const client = new pg.Client({ connectionString: options.databaseUrl });
+  const connection = databaseConnection(options.databaseUrl);
+  const client = new pg.Client({ connectionString: connection.url, ssl: connection.ssl });
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);

@@ -1,5 +1,7 @@
-/** A SQLSTATE (`23505`) or a system error code (`ECONNREFUSED`): names what failed, never quotes data. */
-const ERROR_CODE = /^([0-9A-Z]{5}|E[A-Z]+)$/;
+/** A SQLSTATE (`23505`, `42P01`): five characters, digits among them. */
+const SQLSTATE = /^(?=.*\d)[0-9A-Z]{5}$/;
+/** A system or TLS error code (`ECONNREFUSED`, `SELF_SIGNED_CERT_IN_CHAIN`): names what failed, never quotes data. */
+const SYSTEM_CODE = /^[A-Z][A-Z0-9_]{3,}$/;
 
 /**
  * What failed, for a log line or the refresh log: the error's class and the
@@ -12,8 +14,11 @@ export function describeError(error: unknown): string {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current instanceof Error; depth += 1) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && ERROR_CODE.test(code)) {
-      return `${name} (${/^E/.test(code) ? code : `SQLSTATE ${code}`})`;
+    if (typeof code === 'string' && SQLSTATE.test(code)) {
+      return `${name} (SQLSTATE ${code})`;
+    }
+    if (typeof code === 'string' && SYSTEM_CODE.test(code)) {
+      return `${name} (${code})`;
     }
     current = (current as { cause?: unknown }).cause;
   }

@@ -1,3 +1,4 @@
+import { databaseConnection } from '@clinical/db';
 import type { ServiceConfig } from '@clinical/server-kit';
 import pg from 'pg';
 
@@ -11,8 +12,10 @@ export const STREAM_IDLE_TIMEOUT_MS = 60_000;
  * pool keeps serving everything else.
  */
 export function createIngestionPool(config: ServiceConfig): pg.Pool {
+  const connection = databaseConnection(config.databaseUrl);
   const pool = new pg.Pool({
-    connectionString: config.databaseUrl,
+    connectionString: connection.url,
+    ssl: connection.ssl,
     max: Math.max(2, Math.floor(config.databasePoolSize / 2)),
     connectionTimeoutMillis: 5_000,
     statement_timeout: config.databaseStatementTimeoutMs,

@@ -80,4 +80,36 @@ describe('loadServiceConfig', () => {
     expect(() => loadServiceConfig('patient-svc', { ...valid, ...tls, TLS_SERVICE_IDENTITIES: 'x' })).toThrow(/TLS_SERVICE_IDENTITIES/);
     expect(() => loadServiceConfig('patient-svc', { ...valid, NODE_ENV: 'production' })).toThrow(/NODE_ENV=production serves TLS only/);
   });
+
+  it('talks to Redis over TLS with a rediss:// URL or REDIS_CLUSTER_TLS, and production to both stores over TLS only', () => {
+    expect(loadServiceConfig('patient-svc', valid).redisTls).toBeUndefined();
+    expect(loadServiceConfig('patient-svc', { ...valid, REDIS_URL: 'rediss://cache:6380', REDIS_TLS_CA_FILE: '/ca' }).redisTls).toEqual({
+      caFile: '/ca',
+      certFile: undefined,
+      keyFile: undefined,
+    });
+    const { REDIS_URL: _redisUrl, ...withoutRedisUrl } = valid;
+    expect(loadServiceConfig('patient-svc', { ...withoutRedisUrl, REDIS_CLUSTER_NODES: 'a:1,b:2', REDIS_CLUSTER_TLS: 'on' }).redisTls).toBeDefined();
+    expect(() => loadServiceConfig('patient-svc', { ...valid, REDIS_TLS_CA_FILE: '/ca' })).toThrow(/needs a rediss:\/\/ REDIS_URL/);
+    expect(() => loadServiceConfig('patient-svc', { ...valid, REDIS_URL: 'rediss://c:1', REDIS_TLS_CERT_FILE: '/c' })).toThrow(/set both, or neither/);
+    const production = {
+      ...valid,
+      NODE_ENV: 'production',
+      TLS_CERT_FILE: '/t.crt',
+      TLS_KEY_FILE: '/t.key',
+    };
+    let thrown: unknown;
+    try {
+      loadServiceConfig('patient-svc', production);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as ConfigError).problems).toEqual([
+      'REDIS_URL: NODE_ENV=production talks to Redis over TLS only; use rediss:// (or REDIS_CLUSTER_TLS=on)',
+      'DATABASE_URL: NODE_ENV=production needs sslmode=verify-full (or verify-ca)',
+    ]);
+    expect(
+      loadServiceConfig('patient-svc', { ...production, REDIS_URL: 'rediss://cache:6380', DATABASE_URL: `${valid.DATABASE_URL}?sslmode=verify-full` }).serviceName,
+    ).toBe('patient-svc');
+  });
 });

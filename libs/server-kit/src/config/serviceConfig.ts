@@ -46,6 +46,8 @@ export interface ServiceConfig {
   readonly stateStore: 'redis' | 'memory';
   readonly redisUrl?: string;
   readonly redisClusterNodes: readonly string[];
+  /** TLS to Redis (rediss://, or REDIS_CLUSTER_TLS=on), with these PEM files when given; absent: plaintext. */
+  readonly redisTls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   readonly redisKeyPrefix: string;
   readonly redisCommandTimeoutMs: number;
   readonly jwt: {
@@ -92,6 +94,10 @@ const commonVariables = z.object({
       .string()
       .regex(/^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$/, 'must be host:port[,host:port...]')
       .optional(),
+    REDIS_CLUSTER_TLS: z.enum(['on', 'off']).default('off'),
+    REDIS_TLS_CA_FILE: z.string().optional(),
+    REDIS_TLS_CERT_FILE: z.string().optional(),
+    REDIS_TLS_KEY_FILE: z.string().optional(),
     REDIS_KEY_PREFIX: z.string().default('clinical:'),
     REDIS_COMMAND_TIMEOUT_MS: integer(250, 10),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -131,9 +137,37 @@ function stateStoreProblems(variables: Record<string, string>): string[] {
   return redisConfigured ? [] : ['REDIS_URL: required (or REDIS_CLUSTER_NODES, or STATE_STORE=memory for one process per service)'];
 }
 
+/** Whether the Redis settings ask for TLS: a rediss:// URL, or cluster nodes with REDIS_CLUSTER_TLS=on. */
+const redisOverTls = (variables: { REDIS_URL?: string; REDIS_CLUSTER_NODES?: string; REDIS_CLUSTER_TLS?: string }) =>
+  variables.REDIS_CLUSTER_NODES ? variables.REDIS_CLUSTER_TLS === 'on' : /^rediss:/i.test(variables.REDIS_URL ?? '');
+
+/** The sslmode of a database URL, or undefined. */
+function sslModeOf(url: string | undefined): string | undefined {
+  try {
+    return url ? (new URL(url).searchParams.get('sslmode') ?? undefined) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** TLS settings that do not hold together, and plaintext where production needs TLS. */
-function tlsProblems(variables: Record<string, string>): string[] {
+function tlsProblems(variables: Record<string, string>, databaseUrlVariable: string): string[] {
+  const production = variables.NODE_ENV === 'production';
+  const redisFiles = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'].filter((name) => variables[name]);
+  const databaseUrl = variables[databaseUrlVariable] ?? variables.DATABASE_URL;
   return [
+    ...(Boolean(variables.REDIS_TLS_CERT_FILE) !== Boolean(variables.REDIS_TLS_KEY_FILE)
+      ? ['REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE: set both, or neither']
+      : []),
+    ...(redisFiles.length > 0 && !redisOverTls(variables)
+      ? [`${redisFiles.join(', ')}: Redis over TLS needs a rediss:// REDIS_URL (or REDIS_CLUSTER_TLS=on)`]
+      : []),
+    ...(production && variables.STATE_STORE !== 'memory' && !redisOverTls(variables)
+      ? ['REDIS_URL: NODE_ENV=production talks to Redis over TLS only; use rediss:// (or REDIS_CLUSTER_TLS=on)']
+      : []),
+    ...(production && !['verify-full', 'verify-ca'].includes(sslModeOf(databaseUrl) ?? '')
+      ? [`${variables[databaseUrlVariable] ? databaseUrlVariable : 'DATABASE_URL'}: NODE_ENV=production needs sslmode=verify-full (or verify-ca)`]
+      : []),
     ...(Boolean(variables.TLS_CERT_FILE) !== Boolean(variables.TLS_KEY_FILE) ? ['TLS_CERT_FILE, TLS_KEY_FILE: set both, or neither'] : []),
     ...(variables.TLS_CLIENT_CA_FILE && !variables.TLS_CERT_FILE ? ['TLS_CLIENT_CA_FILE: mutual TLS needs TLS_CERT_FILE and TLS_KEY_FILE'] : []),
     ...(variables.TLS_SERVICE_IDENTITIES && !variables.TLS_CLIENT_CA_FILE
@@ -174,7 +208,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       : []),
     ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
     ...stateStoreProblems(variables),
-    ...tlsProblems(variables),
+    ...tlsProblems(variables, ownUrlVariable),
   ]) as z.infer<typeof commonVariables> & Record<string, unknown>;
   const ownUrl = parsed[ownUrlVariable] as string | undefined;
   const databaseUrl = ownUrl ?? roleUrl(parsed.DATABASE_URL as string, service.databaseRole);
@@ -198,6 +232,9 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     stateStore: parsed.STATE_STORE,
     redisUrl: parsed.REDIS_URL,
     redisClusterNodes: parsed.REDIS_CLUSTER_NODES?.split(',') ?? [],
+    redisTls: redisOverTls(parsed)
+      ? { caFile: parsed.REDIS_TLS_CA_FILE, certFile: parsed.REDIS_TLS_CERT_FILE, keyFile: parsed.REDIS_TLS_KEY_FILE }
+      : undefined,
     redisKeyPrefix: parsed.REDIS_KEY_PREFIX,
     redisCommandTimeoutMs: parsed.REDIS_COMMAND_TIMEOUT_MS,
     jwt: {

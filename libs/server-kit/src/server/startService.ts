@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import {
   createCache,
   createCircuitBreaker,
@@ -16,7 +18,9 @@ import {
 import {
   createAccessRecorder,
   createDatabasePool,
+  DatabaseUrlError,
   purgeExpiredIdempotentRequests,
+  tlsMisconfiguration,
   type AccessRecorder,
   type DatabasePool,
 } from '@clinical/db';
@@ -90,6 +94,27 @@ function throttledWarning(logger: Logger, message: string, intervalMs = 10_000):
 }
 
 /**
+ * TLS options for Redis from the configured PEM files.
+ * @throws ConfigError naming a file that cannot be read.
+ */
+function redisTlsOptions(files: ServiceConfig['redisTls']): ConnectionOptions | undefined {
+  if (!files) {
+    return undefined;
+  }
+  const read = (variable: string, file: string | undefined) => {
+    if (!file) {
+      return {};
+    }
+    try {
+      return { [variable]: readFileSync(file) };
+    } catch {
+      throw new ConfigError([`REDIS_TLS_${variable.toUpperCase()}_FILE: cannot read ${file}`]);
+    }
+  };
+  return { ...read('ca', files.caFile), ...read('cert', files.certFile), ...read('key', files.keyFile) };
+}
+
+/**
  * The process's Redis client. Redis trouble opens the breaker and is logged
  * (throttled); a Redis still away after a short wait does not stop the start.
  */
@@ -104,6 +129,7 @@ async function connectRedis(
     clusterNodes: config.redisClusterNodes,
     keyPrefix: config.redisKeyPrefix,
     commandTimeoutMs: config.redisCommandTimeoutMs,
+    tls: redisTlsOptions(config.redisTls),
   });
   redis.on('error', (error) => {
     breaker.recordFailure();
@@ -113,6 +139,24 @@ async function connectRedis(
     logger.warn('redis not reachable at start; serving without it until it is');
   }
   return redis;
+}
+
+/**
+ * The service's pool (which connects once, to learn the database's types). A
+ * certificate refused, TLS the server will not speak, or TLS parameters that
+ * cannot be honoured are configuration errors (exit 78, naming the reason).
+ */
+async function connectDatabase(config: ServiceConfig): Promise<DatabasePool> {
+  try {
+    return await createDatabasePool({
+      connectionUri: config.databaseUrl,
+      maximumPoolSize: config.databasePoolSize,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+    });
+  } catch (error) {
+    const misconfiguration = error instanceof DatabaseUrlError ? error.message : tlsMisconfiguration(error);
+    throw misconfiguration ? new ConfigError([`DATABASE_URL: ${misconfiguration}`]) : error;
+  }
 }
 
 /**
@@ -128,11 +172,7 @@ function discardingAccessRecorder(logger: Logger): AccessRecorder {
 /** Builds the runtime and serves the module's services, health and reflection. */
 export async function startService(module: ServiceModule, config: ServiceConfig): Promise<RunningService> {
   const logger = createLogger({ name: config.serviceName, level: config.logLevel });
-  const pool = await createDatabasePool({
-    connectionUri: config.databaseUrl,
-    maximumPoolSize: config.databasePoolSize,
-    statementTimeoutMs: config.databaseStatementTimeoutMs,
-  });
+  const pool = await connectDatabase(config);
   const breaker = createCircuitBreaker();
   const redisTrouble = throttledWarning(logger, 'redis unavailable; serving without it');
   const redis = config.stateStore === 'redis' ? await connectRedis(config, logger, breaker, redisTrouble) : undefined;

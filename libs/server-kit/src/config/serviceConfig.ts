@@ -54,6 +54,9 @@ export interface ServiceConfig {
     readonly secret?: string;
     readonly publicKey?: string;
     readonly publicKeyAlgorithm: string;
+    /** A JWKS file of verification keys, chosen by each token's kid; reloaded when it changes. */
+    readonly jwksFile?: string;
+    readonly jwksReloadIntervalMs: number;
     readonly issuer: string;
     readonly audience: string;
   };
@@ -103,6 +106,8 @@ const commonVariables = z.object({
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
     JWT_PUBLIC_KEY_ALGORITHM: z.enum(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'PS256', 'EdDSA']).default('RS256'),
+    JWT_JWKS_FILE: z.string().optional(),
+    JWT_JWKS_RELOAD_INTERVAL_MS: integer(5_000, 100),
     PAGE_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_ISSUER: z.string().default('clinical-platform'),
     JWT_AUDIENCE: z.string().default('clinical-data-services'),
@@ -135,6 +140,18 @@ function stateStoreProblems(variables: Record<string, string>): string[] {
     return [];
   }
   return redisConfigured ? [] : ['REDIS_URL: required (or REDIS_CLUSTER_NODES, or STATE_STORE=memory for one process per service)'];
+}
+
+/** Exactly one source of token keys; page tokens need a secret when the token keys are not one. */
+function tokenKeyProblems(variables: Record<string, string>): string[] {
+  const sources = ['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_FILE'].filter((name) => variables[name]);
+  return [
+    ...(sources.length === 0 ? ['JWT_SECRET: set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_FILE'] : []),
+    ...(sources.length > 1 ? [`${sources.join(', ')}: set one source of token keys`] : []),
+    ...(!variables.JWT_SECRET && !variables.PAGE_TOKEN_SECRET && sources.length === 1
+      ? [`PAGE_TOKEN_SECRET: required when tokens are verified with ${sources[0]}`]
+      : []),
+  ];
 }
 
 /** Whether the Redis settings ask for TLS: a rediss:// URL, or cluster nodes with REDIS_CLUSTER_TLS=on. */
@@ -201,11 +218,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     [ownUrlVariable]: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
   });
   const parsed = loadConfig(schema, env, (variables) => [
-    ...(variables.JWT_SECRET || variables.JWT_PUBLIC_KEY ? [] : ['JWT_SECRET: set JWT_SECRET or JWT_PUBLIC_KEY']),
-    // A public key is public: page tokens need a secret of their own then.
-    ...(variables.JWT_PUBLIC_KEY && !variables.JWT_SECRET && !variables.PAGE_TOKEN_SECRET
-      ? ['PAGE_TOKEN_SECRET: required when tokens are verified with JWT_PUBLIC_KEY']
-      : []),
+    ...tokenKeyProblems(variables),
     ...(variables.DATABASE_URL || variables[ownUrlVariable] ? [] : [`DATABASE_URL: required (or ${ownUrlVariable})`]),
     ...stateStoreProblems(variables),
     ...tlsProblems(variables, ownUrlVariable),
@@ -241,6 +254,8 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       secret: parsed.JWT_SECRET,
       publicKey: parsed.JWT_PUBLIC_KEY,
       publicKeyAlgorithm: parsed.JWT_PUBLIC_KEY_ALGORITHM,
+      jwksFile: parsed.JWT_JWKS_FILE,
+      jwksReloadIntervalMs: parsed.JWT_JWKS_RELOAD_INTERVAL_MS,
       issuer: parsed.JWT_ISSUER,
       audience: parsed.JWT_AUDIENCE,
     },

@@ -34,7 +34,7 @@ function servicePrincipal(identity: string): Principal {
  * of `serviceIdentities` is that service. A method without a policy is refused.
  */
 export function createAuthenticator(options: {
-  readonly verifyToken: TokenVerifier;
+  readonly tokens: TokenVerifier;
   readonly sessions: SessionStore;
   readonly policies: MethodPolicies;
   readonly serviceIdentities?: ReadonlySet<string>;
@@ -53,7 +53,7 @@ export function createAuthenticator(options: {
     }
     // A remembered token and a recently confirmed session answer without a
     // promise (nearly every call): under OpenTelemetry each await costs async-hook calls.
-    const verified = options.verifyToken(match[1]);
+    const verified = options.tokens.verify(match[1]);
     const principal = verified instanceof Promise ? await verified : verified;
     const active = options.sessions.isActive(principal.sid);
     if (!(typeof active === 'boolean' ? active : await active)) {

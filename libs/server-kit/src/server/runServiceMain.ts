@@ -40,10 +40,10 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
       process.exit(1);
     }
   };
-  if (running.runtime.config.tls) {
-    // SIGHUP: read the TLS certificate files again now (they are also checked for changes every few seconds).
+  if (running.runtime.config.tls || running.runtime.config.jwt.jwksFile) {
+    // SIGHUP: read the TLS certificates and the JWKS file again now (they are also checked for changes every few seconds).
     process.on('SIGHUP', () => {
-      logger.info({ changed: running.reloadCertificates() }, 'TLS certificate files read again');
+      logger.info({ changed: running.reloadKeys() }, 'TLS certificates and token keys read again');
     });
   }
   process.once('SIGTERM', (signal) => void stop(signal));

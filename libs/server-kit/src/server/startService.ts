@@ -70,8 +70,12 @@ export interface RunningService {
   /** The bound port (useful when the configuration asked for port 0). */
   readonly port: number;
   readonly runtime: ServiceRuntime;
-  /** Reads the TLS certificate files again (SIGHUP); whether they changed. New connections get them. */
-  reloadCertificates(): boolean;
+  /**
+   * Reads the TLS certificate files and the JWKS file again (SIGHUP); says
+   * which changed. New connections get the new certificates; tokens are
+   * verified with the new keys from then on.
+   */
+  reloadKeys(): { readonly certificates: boolean; readonly tokenKeys: boolean };
   /**
    * Graceful stop: health turns NOT_SERVING for the drain period while calls
    * are still served, then new calls are refused and in-flight ones finish
@@ -250,7 +254,13 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     await releaseRuntime();
     throw new ConfigError(budgetProblems);
   }
-  const verifyToken = await createTokenVerifier(config.jwt);
+  let tokens;
+  try {
+    tokens = await createTokenVerifier({ ...config.jwt, onKeysReloadFailure: throttledWarning(logger, 'the JWKS file could not be read again; verifying with the previous keys') });
+  } catch (error) {
+    await releaseRuntime();
+    throw new ConfigError([`JWT_JWKS_FILE: ${(error as Error).message}`]);
+  }
   let transport;
   try {
     transport = createTransportSecurity(config.tls, throttledWarning(logger, 'TLS certificate files could not be reloaded; serving the previous ones'));
@@ -278,7 +288,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const authenticated = server.with(
     admissionMiddleware({
       authenticate: createAuthenticator({
-        verifyToken,
+        tokens,
         sessions: runtime.sessions,
         policies,
         serviceIdentities: new Set(config.tls?.serviceIdentities ?? []),
@@ -303,7 +313,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   return {
     port,
     runtime,
-    reloadCertificates: () => transport.reloadCertificates(),
+    reloadKeys: () => ({ certificates: transport.reloadCertificates(), tokenKeys: tokens.reloadKeys() }),
     stop() {
       stopping ??= (async () => {
         setStatus('unhealthy');
@@ -320,6 +330,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
         ]);
         clearTimeout(graceTimer);
         transport.close();
+        tokens.close();
         await releaseRuntime();
       })();
       return stopping;

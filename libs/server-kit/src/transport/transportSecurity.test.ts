@@ -198,7 +198,7 @@ describe('certificate rotation', () => {
       held.release();
       await expect(inFlight).resolves.toMatchObject({ siteAnalytics: { siteId: 'monitor-3' } });
       // Read again on demand (SIGHUP): nothing changed since.
-      expect(service.running.reloadCertificates()).toBe(false);
+      expect(service.running.reloadKeys().certificates).toBe(false);
     } finally {
       held.release();
       channel.close();

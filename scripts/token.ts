@@ -1,13 +1,13 @@
 /**
  * `npm run token -- --roles coordinator --sites SITE-A,SITE-B [--sub alice] [--ttl 3600]`
- * mints a development token (HS256 with JWT_SECRET) and opens its session in
- * Redis (unless the services keep their state in process, STATE_STORE=memory),
- * then prints the token. `--sites '*'` grants every site. For use with
- * grpcurl: -H "authorization: Bearer $(npm run -s token -- --roles monitor --sites SITE-A)".
+ * mints a development token (HS256 with JWT_SECRET), opens its session in
+ * PostgreSQL (audited; the services check it on every call, through Redis
+ * when there is one), and prints the token. `--sites '*'` grants every site.
+ * For use with grpcurl: -H "authorization: Bearer $(npm run -s token -- --roles monitor --sites SITE-A)".
  */
 import { parseArgs } from 'node:util';
-import { createCircuitBreaker, createRedisClient, createSessionStore, waitForRedis } from '@clinical/cache';
-import { mintToken, ROLES, type Role } from '@clinical/server-kit';
+import { createDatabasePool } from '@clinical/db';
+import { mintToken, openSession, ROLES, type Role } from '@clinical/server-kit';
 import { settingOf } from './devEnvironment.js';
 
 const { values } = parseArgs({
@@ -22,13 +22,11 @@ const { values } = parseArgs({
 const roles = values.roles.split(',').map((role) => role.trim());
 const unknown = roles.filter((role) => !(ROLES as readonly string[]).includes(role));
 const secret = settingOf('JWT_SECRET');
-const redisUrl = settingOf('REDIS_URL');
-// An exported REDIS_URL wins over what an earlier `npm start` recorded.
-const sessionsInProcess = !process.env.REDIS_URL && settingOf('STATE_STORE') === 'memory';
+const databaseUrl = settingOf('DATABASE_URL');
 const problems = [
   ...(unknown.length > 0 ? [`--roles: unknown ${unknown.join(', ')} (known: ${ROLES.join(', ')})`] : []),
   ...(secret ? [] : ['JWT_SECRET is not set (run `npm start` first, or export it)']),
-  ...(redisUrl || sessionsInProcess ? [] : ['REDIS_URL is not set (run `npm start` first, or export it)']),
+  ...(databaseUrl ? [] : ['DATABASE_URL is not set (run `npm start` first, or export it)']),
   ...(/^\d+$/.test(values.ttl) ? [] : ['--ttl: seconds, a whole number']),
 ];
 if (problems.length > 0) {
@@ -47,24 +45,13 @@ const { token, sid } = await mintToken({
   sites,
   ttlSeconds,
 });
-if (sessionsInProcess) {
-  process.stderr.write('token: STATE_STORE=memory: the services take any signed, unexpired token as a live session\n');
-} else {
-  await openSession(redisUrl as string, sid);
+let pool;
+try {
+  pool = await createDatabasePool({ connectionUri: databaseUrl as string, maximumPoolSize: 1, connectionTimeoutMs: 3_000 });
+} catch (error) {
+  console.error(`token: the database is not answering (${(error as Error).name}); is \`npm start\` running?`);
+  process.exit(69);
 }
+await openSession(pool, { sid, sub: values.sub, expiresAt: new Date(Date.now() + ttlSeconds * 1_000) });
+await pool.end();
 process.stdout.write(`${token}\n`);
-
-/** Registers the token's session in Redis, where every service checks it. */
-async function openSession(url: string, sid: string): Promise<void> {
-  const redis = createRedisClient({ url, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'clinical:' });
-  redis.on('error', () => {
-    // Reported below if it never connects.
-  });
-  if (!(await waitForRedis(redis, 3_000))) {
-    console.error(`token: Redis at ${url} is not answering`);
-    process.exit(69);
-  }
-  const sessions = createSessionStore({ redis, breaker: createCircuitBreaker(), ttlSeconds });
-  await sessions.create({ sid, sub: values.sub, createdAt: new Date().toISOString() });
-  redis.disconnect();
-}

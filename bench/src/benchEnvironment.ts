@@ -1,6 +1,5 @@
-import { createCircuitBreaker, createRedisClient, createSessionStore, waitForRedis } from '@clinical/cache';
-import { migrate } from '@clinical/db';
-import { mintToken, type Principal } from '@clinical/server-kit';
+import { createDatabasePool, migrate } from '@clinical/db';
+import { mintToken, openSession, type Principal } from '@clinical/server-kit';
 import {
   createTemplateDatabase,
   createTestDatabase,
@@ -30,10 +29,7 @@ export async function createBenchEnvironment(): Promise<BenchEnvironment> {
   const template = await createTemplateDatabase(services.postgresUrl, migrate);
   const database = await createTestDatabase(services.postgresUrl, template);
   const keyPrefix = uniqueKeyPrefix();
-  const redis = createRedisClient({ url: services.redisUrl, keyPrefix });
-  redis.on('error', () => {});
-  await waitForRedis(redis, 5_000);
-  const sessions = createSessionStore({ redis, breaker: createCircuitBreaker(), ttlSeconds: 3_600 });
+  const owner = await createDatabasePool({ connectionUri: database.url, maximumPoolSize: 1 });
   return {
     database,
     serviceEnv: {
@@ -55,11 +51,11 @@ export async function createBenchEnvironment(): Promise<BenchEnvironment> {
         roles: claims.roles,
         sites: claims.sites,
       });
-      await sessions.create({ sid, sub, createdAt: new Date().toISOString() });
+      await openSession(owner, { sid, sub, expiresAt: new Date(Date.now() + 3_600_000) });
       return token;
     },
     async close() {
-      redis.disconnect();
+      await owner.end();
       await database.drop();
       await services.stop();
     },

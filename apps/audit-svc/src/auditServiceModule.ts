@@ -2,6 +2,7 @@ import type { ServiceModule } from '@clinical/server-kit';
 import { agentContextService } from './agentContextService.js';
 import { auditService } from './auditService.js';
 import { loadAuditSettings, type AuditSettings } from './auditSettings.js';
+import { sessionService } from './sessionService.js';
 import { startChainSealer, type ChainSealer } from './trail/chainSealer.js';
 
 /**
@@ -20,7 +21,7 @@ export function createAuditServiceModule(settings?: Partial<AuditSettings>): Ser
         batchSize: resolved.sealBatchSize,
         logger: runtime.logger,
       });
-      return [auditService(runtime, resolved), agentContextService(runtime)];
+      return [auditService(runtime, resolved), agentContextService(runtime), sessionService(runtime)];
     },
     async stop() {
       await sealer?.stop();
@@ -28,5 +29,5 @@ export function createAuditServiceModule(settings?: Partial<AuditSettings>): Ser
   };
 }
 
-/** audit-svc: the audit trail and the AI-agent context store. */
+/** audit-svc: the audit trail, the AI-agent context store, and the administration of sessions. */
 export const auditServiceModule: ServiceModule = createAuditServiceModule();

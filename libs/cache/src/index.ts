@@ -3,5 +3,4 @@ export { createCircuitBreaker, CircuitOpenError, type CircuitBreaker, type Circu
 export { createCache, StaleKeysOverflowError, type Cache, type CacheCodec, type CacheOptions, type Versioned } from './createCache.js';
 export { createMemoryCache, type MemoryCacheOptions } from './createMemoryCache.js';
 export { createRateLimiter, type RateLimiter, type RateLimiterOptions } from './createRateLimiter.js';
-export { createInProcessSessionStore, createSessionStore, type Session, type SessionStore, type SessionStoreOptions } from './createSessionStore.js';
 export { checkRedisHealth } from './checkRedisHealth.js';

@@ -7,6 +7,6 @@ export const descriptorSet: Uint8Array = Buffer.from(descriptorSetBase64, 'base6
 export const serviceNames = {
   patient: ['clinical.patient.v1.PatientService', 'clinical.patient.v1.DocumentService'],
   vitals: ['clinical.vitals.v1.VitalsService'],
-  audit: ['clinical.audit.v1.AuditService', 'clinical.audit.v1.AgentContextService'],
+  audit: ['clinical.audit.v1.AuditService', 'clinical.audit.v1.AgentContextService', 'clinical.audit.v1.SessionService'],
   analytics: ['clinical.analytics.v1.AnalyticsService'],
 } as const;

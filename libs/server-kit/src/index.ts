@@ -15,6 +15,7 @@ export {
   type Role,
 } from './auth/principal.js';
 export { createTokenVerifier, mintToken, type MintTokenOptions, type TokenVerifier } from './auth/tokens.js';
+export { openSession, type NewSession, type SessionStore } from './auth/sessions.js';
 export type { AuthenticatedContext, HandlerContext } from './middleware/authentication.js';
 export { defineService, type MethodPolicy, type ServiceBinding } from './server/defineService.js';
 export { withEncoding } from './server/encodedResponses.js';

@@ -21,6 +21,8 @@ async function trailWith(patients: number, options: { bulkPatients?: number; ver
     createAuditServiceModule({ verifyBatchSize: 1_000, verifyConnections: options.verifyConnections ?? 2 }),
   );
   running.push(service);
+  // The auditor's session is opened first: its audit event is the trail's first entry, before the patients'.
+  const auditorToken = await service.token({ sub: 'auditor-v', roles: ['auditor'], sites: '*' });
   const admin = await connectAs(service);
   clients.push(admin);
   const writer = await connectAs(service, 'clinical_patient_svc');
@@ -41,10 +43,7 @@ async function trailWith(patients: number, options: { bulkPatients?: number; ver
   await writer.end();
   // Sealed, as the sealer does within its interval: tampering starts from a chained trail.
   await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
-  const auditor = service.client(
-    auditV1.AuditServiceDefinition,
-    await service.token({ sub: 'auditor-v', roles: ['auditor'], sites: '*' }),
-  );
+  const auditor = service.client(auditV1.AuditServiceDefinition, auditorToken);
   return { service, admin, auditor };
 }
 
@@ -88,14 +87,14 @@ describe('VerifyAuditTrail', () => {
     await Promise.all([late, ...writers].map((client) => client.end()));
 
     const result = await auditor.verifyAuditTrail({});
-    expect(result).toMatchObject({ intact: true, checkedCount: '201', firstSequenceNumber: '1', lastSequenceNumber: '201', unchainedCount: '0' });
+    expect(result).toMatchObject({ intact: true, checkedCount: '202', firstSequenceNumber: '1', lastSequenceNumber: '202', unchainedCount: '0' });
     expect(result.anchorHash).toBe('0'.repeat(64));
     // The late transaction's event is chained last, after everything sealed before it committed.
     const { rows } = await admin.query(
       `SELECT c.sequence_number FROM audit_events e JOIN audit_chain c USING (event_seq) WHERE e.entity_id = $1`,
       [lateEvents],
     );
-    expect(rows[0].sequence_number).toBe('201');
+    expect(rows[0].sequence_number).toBe('202');
     const range = await auditor.verifyAuditTrail({ startSequenceNumber: '50', endSequenceNumber: '60' });
     expect(range).toMatchObject({ intact: true, checkedCount: '10', firstSequenceNumber: '50', lastSequenceNumber: '59' });
   });
@@ -174,7 +173,7 @@ describe('VerifyAuditTrail', () => {
   it('checks batches side by side on one snapshot and reports the earliest break among them', async () => {
     const { admin, auditor } = await trailWith(0, { bulkPatients: 4_500, verifyConnections: 3 });
     // Five batches of 1,000 positions, three connections.
-    expect(await auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '4500', lastSequenceNumber: '4500' });
+    expect(await auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '4501', lastSequenceNumber: '4501' });
     const eventAt = async (position: number) =>
       (await admin.query('SELECT event_seq FROM audit_chain WHERE sequence_number = $1', [position])).rows[0].event_seq as string;
 
@@ -200,7 +199,7 @@ describe('VerifyAuditTrail', () => {
 
   it('gives the same answer on one connection as on several', async () => {
     const one = await trailWith(0, { bulkPatients: 2_500, verifyConnections: 1 });
-    expect(await one.auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '2500' });
+    expect(await one.auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '2501' });
     await behindTheBack(one.admin, 'DELETE FROM audit_chain WHERE sequence_number = 2001');
     expect((await one.auditor.verifyAuditTrail({})).firstBreak).toMatchObject({
       kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED,

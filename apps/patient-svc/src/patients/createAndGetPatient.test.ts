@@ -146,7 +146,9 @@ describe('access control', () => {
     );
     const token = await service.token({ sub: 'short-lived', roles: ['coordinator'], sites: ['SITE-A'] });
     const sid = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sid as string;
-    await service.running.runtime.sessions.revoke(sid);
+    // Revoked as SessionService/RevokeSession does: in PostgreSQL, then marked in the cache.
+    await admin.query(`UPDATE sessions SET revoked_at = now(), revoked_by = 'admin' WHERE sid = $1`, [sid]);
+    await service.running.runtime.sessions.forget([sid]);
     await expectStatus(
       service.client(patientV1.PatientServiceDefinition, token).createPatient({ patient: newPatient() }),
       Status.UNAUTHENTICATED,

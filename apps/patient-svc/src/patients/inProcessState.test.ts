@@ -64,12 +64,12 @@ describe('patient-svc keeping its state in process (STATE_STORE=memory)', () => 
     await expectStatus(Promise.reject(refusal), Status.RESOURCE_EXHAUSTED);
   });
 
-  it('refuses a session revoked in this process', async () => {
+  it('checks sessions in PostgreSQL: one revoked there is refused at once, as in every process', async () => {
     const token = await service.token({ sub: 'leaver', roles: ['coordinator'], sites: ['SITE-A'] });
     const leaver = service.client(patientV1.PatientServiceDefinition, token);
     await leaver.listPatients(patientV1.ListPatientsRequest.fromPartial({}));
     const { sid } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { sid: string };
-    await service.running.runtime.sessions.revoke(sid);
+    await admin.query(`UPDATE sessions SET revoked_at = now(), revoked_by = 'admin' WHERE sid = $1`, [sid]);
     await expectStatus(leaver.listPatients(patientV1.ListPatientsRequest.fromPartial({})), Status.UNAUTHENTICATED);
   });
 });

@@ -72,7 +72,7 @@ async function tokenOf(key: SigningKey, sub: string, withoutKid = false): Promis
     roles: ['monitor'],
     sites: '*',
   });
-  await service.running.runtime.sessions.create({ sid, sub, createdAt: new Date().toISOString() });
+  await service.openSession(sid, sub);
   return token;
 }
 

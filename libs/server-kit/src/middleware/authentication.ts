@@ -1,7 +1,7 @@
 import { UnauthenticatedError } from '@clinical/errors';
-import type { SessionStore } from '@clinical/cache';
 import type { CallContext, Metadata } from 'nice-grpc';
 import { requireRole, type Principal } from '../auth/principal.js';
+import type { SessionStore } from '../auth/sessions.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import { PEER_IDENTITY_HEADER } from '../transport/transportSecurity.js';
 import type { MethodPolicies } from '../server/defineService.js';
@@ -51,12 +51,11 @@ export function createAuthenticator(options: {
       }
       throw new UnauthenticatedError('missing bearer token');
     }
-    // A remembered token and a recently confirmed session answer without a
-    // promise (nearly every call): under OpenTelemetry each await costs async-hook calls.
+    // A remembered token answers without a promise (nearly every call): under
+    // OpenTelemetry each await costs async-hook calls.
     const verified = options.tokens.verify(match[1]);
     const principal = verified instanceof Promise ? await verified : verified;
-    const active = options.sessions.isActive(principal.sid);
-    if (!(typeof active === 'boolean' ? active : await active)) {
+    if (!(await options.sessions.isActive(principal.sid))) {
       throw new UnauthenticatedError('session expired or revoked');
     }
     requireRole(principal, options.policies.get(methodPath)?.roles ?? []);

@@ -3,16 +3,13 @@ import type { ConnectionOptions } from 'node:tls';
 import {
   createCache,
   createCircuitBreaker,
-  createInProcessSessionStore,
   createMemoryCache,
   createRateLimiter,
   createRedisClient,
-  createSessionStore,
   type Cache,
   type CircuitBreaker,
   type RateLimiter,
   type RedisClient,
-  type SessionStore,
   waitForRedis,
 } from '@clinical/cache';
 import {
@@ -28,6 +25,7 @@ import { createLogger, describeError, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { createSessionStore, type SessionStore } from '../auth/sessions.js';
 import { createTokenVerifier } from '../auth/tokens.js';
 import { ConfigError } from '../config/loadConfig.js';
 import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
@@ -182,8 +180,8 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const redis = config.stateStore === 'redis' ? await connectRedis(config, logger, breaker, redisTrouble) : undefined;
   if (!redis) {
     logger.warn(
-      'STATE_STORE=memory: cache, rate limits and sessions are kept in this process only; ' +
-        'a revoked session stays valid in other processes until its token expires (development only)',
+      'STATE_STORE=memory: cache and rate limits are kept in this process only, and every call asks ' +
+        'PostgreSQL for its session (development only)',
     );
   }
   const runtime: ServiceRuntime = {
@@ -193,9 +191,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     redis,
     breaker,
     cache: redis ? createCache({ redis, breaker, onError: redisTrouble }) : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache') }),
-    sessions: redis
-      ? createSessionStore({ redis, breaker, ttlSeconds: config.cacheTtlSeconds.session })
-      : createInProcessSessionStore(),
+    sessions: createSessionStore({ pool, redis, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session }),
     rateLimiter: createRateLimiter({
       redis,
       breaker,

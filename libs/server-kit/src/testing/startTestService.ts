@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, testServices, uniqueKeyPrefix, type TestDatabase } from '@clinical/testing';
 import type { RedisClient } from '@clinical/cache';
+import { createDatabasePool, type DatabasePool } from '@clinical/db';
+import { openSession } from '../auth/sessions.js';
 import { createChannel, createClient, Metadata, type Channel, type Client, type CompatServiceDefinition } from 'nice-grpc';
 import type { Principal } from '../auth/principal.js';
 import { mintToken } from '../auth/tokens.js';
@@ -20,6 +22,8 @@ export interface TestService {
   readonly redis: RedisClient;
   /** Mints a token for these claims and opens its session. */
   token(claims: Partial<Omit<Principal, 'sid'>>): Promise<string>;
+  /** Opens a session in the service's database, as the issuing side does (for tokens a test mints itself). */
+  openSession(sid: string, sub: string): Promise<void>;
   /** A client of `definition` over the service's channel, sending `token` (if any) on every call. */
   client<Definition extends CompatServiceDefinition>(definition: Definition, token?: string): Client<Definition>;
   stop(): Promise<void>;
@@ -53,6 +57,12 @@ export async function startTestService(module: ServiceModule, env: Record<string
     ...env,
   });
   const running = await startService(module, config);
+  // Sessions are opened with the owner's rights, as by the issuing side: the services may not.
+  let owner: DatabasePool | undefined;
+  const openSessionAsOwner = async (sid: string, sub: string) => {
+    owner ??= await createDatabasePool({ connectionUri: (env.DATABASE_URL as string | undefined) ?? database.url, maximumPoolSize: 1 });
+    await openSession(owner, { sid, sub, expiresAt: new Date(Date.now() + 3_600_000) });
+  };
   const address = `127.0.0.1:${running.port}`;
   const channel = createChannel(address);
   return {
@@ -76,12 +86,14 @@ export async function startTestService(module: ServiceModule, env: Record<string
         roles: claims.roles ?? ['coordinator'],
         sites: claims.sites ?? ['SITE-A'],
       });
-      await running.runtime.sessions.create({ sid, sub: claims.sub ?? 'test', createdAt: new Date().toISOString() });
+      await openSessionAsOwner(sid, claims.sub ?? 'test');
       return token;
     },
+    openSession: openSessionAsOwner,
     client: (definition, token) => clientOn(channel, definition, token),
     async stop() {
       await running.stop();
+      await owner?.end();
       channel.close();
       await database.drop();
     },

@@ -1,0 +1,139 @@
+import type { CircuitBreaker, RedisClient } from '@clinical/cache';
+import { sql, type CommonQueryMethods, type DatabasePool } from '@clinical/db';
+import { UnavailableError } from '@clinical/errors';
+import { z } from 'zod';
+
+/**
+ * Whether a token's session is live. PostgreSQL (`sessions`) is the source
+ * of truth; Redis, when there is one, caches each answer so that a call
+ * costs one Redis command: `live` slides with use for the idle timeout, and
+ * `revoked` marks an ended session.
+ */
+export interface SessionStore {
+  /**
+   * True while the session is live, checked on every call (nothing is
+   * remembered in the process: a revocation bites on the next call, on every
+   * service and replica).
+   * @throws UnavailableError when neither Redis nor PostgreSQL can say.
+   */
+  isActive(sid: string): Promise<boolean>;
+  /** Marks sessions ended in the cache, after their revocation committed in PostgreSQL. */
+  forget(sids: readonly string[]): Promise<void>;
+}
+
+export interface SessionStoreOptions {
+  readonly pool: DatabasePool;
+  /** Absent: every check asks PostgreSQL (STATE_STORE=memory). */
+  readonly redis?: RedisClient;
+  readonly breaker: CircuitBreaker;
+  /** A session unused this long ends (sliding). */
+  readonly idleTimeoutSeconds: number;
+  readonly now?: () => number;
+}
+
+const LIVE = 'live';
+const REVOKED = 'revoked';
+const sessionKey = (sid: string) => `session:${sid}`;
+
+/** Whether the session is live, in PostgreSQL's own terms (not revoked, not past its end, used within the idle timeout). */
+async function liveInDatabase(db: CommonQueryMethods, sid: string, idleTimeoutSeconds: number): Promise<boolean> {
+  const live = await db.maybeOneFirst(sql.type(z.object({ live: z.boolean() }))`
+    SELECT revoked_at IS NULL AND expires_at > now()
+           AND last_seen_at > now() - make_interval(secs => ${idleTimeoutSeconds}) AS live
+      FROM sessions WHERE sid = ${sid}
+  `);
+  return live === true;
+}
+
+export function createSessionStore(options: SessionStoreOptions): SessionStore {
+  const { pool, redis, breaker, idleTimeoutSeconds } = options;
+  const now = options.now ?? Date.now;
+  // PostgreSQL hears of a session's use at most once per quarter of the idle timeout from this process:
+  // enough that a Redis which lost its data logs no active caller out, without a write per call.
+  const writeBackEveryMs = (idleTimeoutSeconds * 1_000) / 4;
+  const writtenBackAt = new Map<string, number>();
+
+  function writeBackUse(sid: string): void {
+    const last = writtenBackAt.get(sid);
+    if (last !== undefined && now() - last < writeBackEveryMs) {
+      return;
+    }
+    if (writtenBackAt.size > 100_000) {
+      writtenBackAt.clear();
+    }
+    writtenBackAt.set(sid, now());
+    pool
+      .query(sql.unsafe`UPDATE sessions SET last_seen_at = now() WHERE sid = ${sid} AND revoked_at IS NULL`)
+      .catch(() => writtenBackAt.delete(sid));
+  }
+
+  async function fromDatabase(sid: string): Promise<boolean> {
+    try {
+      return await liveInDatabase(pool, sid, idleTimeoutSeconds);
+    } catch (error) {
+      throw new UnavailableError('the session store is unavailable; retry later', { cause: error });
+    }
+  }
+
+  return {
+    async isActive(sid) {
+      if (!redis) {
+        const live = await fromDatabase(sid);
+        if (live) {
+          writeBackUse(sid);
+        }
+        return live;
+      }
+      let cached: string | null | undefined;
+      try {
+        cached = await breaker.run(() => redis.getex(sessionKey(sid), 'EX', idleTimeoutSeconds));
+      } catch {
+        // Redis is away: PostgreSQL answers alone, call by call.
+        cached = undefined;
+      }
+      if (cached === LIVE) {
+        writeBackUse(sid);
+        return true;
+      }
+      if (cached === REVOKED) {
+        return false;
+      }
+      const live = await fromDatabase(sid);
+      if (live) {
+        writeBackUse(sid);
+      }
+      if (cached === null) {
+        // Not cached (first use, an idle expiry, or a Redis that lost its data): cache the answer, unless
+        // a revocation got there first (NX): its mark must never be overwritten by an older answer.
+        await breaker.run(() => redis.set(sessionKey(sid), live ? LIVE : REVOKED, 'EX', idleTimeoutSeconds, 'NX')).catch(() => {});
+      }
+      return live;
+    },
+    async forget(sids) {
+      for (const sid of sids) {
+        writtenBackAt.delete(sid);
+      }
+      if (redis && sids.length > 0) {
+        await breaker.run(() => Promise.all(sids.map((sid) => redis.set(sessionKey(sid), REVOKED, 'EX', idleTimeoutSeconds))));
+      }
+    },
+  };
+}
+
+/** A session to open: who, and until when at most. */
+export interface NewSession {
+  readonly sid: string;
+  readonly sub: string;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Opens a session (audited). Run by the issuing side with the database
+ * owner's rights (`npm run token`, tests, an identity integration): the
+ * services may check sessions, never open them.
+ */
+export async function openSession(db: CommonQueryMethods, session: NewSession): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO sessions (sid, sub, expires_at) VALUES (${session.sid}, ${session.sub}, ${session.expiresAt.toISOString()}::timestamptz)
+  `);
+}

@@ -1,4 +1,5 @@
 import { analyticsV1 } from '@clinical/contracts';
+import { analyticsServicePolicies } from '@clinical/method-policies';
 import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
 import type { AnalyticsConfig } from './analyticsConfig.js';
 import type { CurrentRefresh } from './refresh/currentRefresh.js';
@@ -7,8 +8,6 @@ import { refreshAnalyticsHandler } from './refresh/refreshAnalytics.js';
 import type { ViewRefresher } from './refresh/viewRefresher.js';
 import { getSiteAnalyticsHandler } from './siteAnalytics/getSiteAnalytics.js';
 import { listSiteAnalyticsHandler } from './siteAnalytics/listSiteAnalytics.js';
-
-const READERS = ['admin', 'coordinator', 'investigator', 'monitor'] as const;
 
 /** What the handlers share beside the kit's runtime. */
 export interface AnalyticsParts {
@@ -29,11 +28,6 @@ export function analyticsService(runtime: ServiceRuntime, parts: AnalyticsParts)
       refreshAnalytics: refreshAnalyticsHandler(parts.refresher, parts.replica),
       getAnalyticsFreshness: getAnalyticsFreshnessHandler(runtime, parts.config),
     },
-    {
-      getSiteAnalytics: { roles: READERS, cost: 1 },
-      listSiteAnalytics: { roles: READERS, cost: 5 },
-      refreshAnalytics: { roles: ['admin'], cost: 100 },
-      getAnalyticsFreshness: { roles: READERS, cost: 1 },
-    },
+    analyticsServicePolicies,
   );
 }

@@ -1,4 +1,5 @@
 import { sessionV1 } from '@clinical/contracts';
+import { sessionServicePolicies } from '@clinical/method-policies';
 import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
 import { listSessionsHandler } from './sessions/listSessions.js';
 import { revokeSessionHandler, revokeUserSessionsHandler } from './sessions/revokeSessions.js';
@@ -12,10 +13,6 @@ export function sessionService(runtime: ServiceRuntime): ServiceBinding {
       revokeSession: revokeSessionHandler(runtime),
       revokeUserSessions: revokeUserSessionsHandler(runtime),
     },
-    {
-      listSessions: { roles: ['admin'], cost: 2 },
-      revokeSession: { roles: ['admin'], cost: 1 },
-      revokeUserSessions: { roles: ['admin'], cost: 2 },
-    },
+    sessionServicePolicies,
   );
 }

@@ -17,7 +17,7 @@ export {
 export { createTokenVerifier, mintToken, type MintTokenOptions, type TokenVerifier } from './auth/tokens.js';
 export { openSession, type NewSession, type SessionStore } from './auth/sessions.js';
 export type { AuthenticatedContext, HandlerContext } from './middleware/authentication.js';
-export { defineService, type MethodPolicy, type ServiceBinding } from './server/defineService.js';
+export { defineService, type MethodPolicy, type MethodPolicyTable, type ServiceBinding } from './server/defineService.js';
 export { withEncoding } from './server/encodedResponses.js';
 export { startService, type RunningService, type ServiceModule, type ServiceRuntime } from './server/startService.js';
 export { runServiceMain } from './server/runServiceMain.js';

@@ -8,6 +8,7 @@ export const EVENT_TYPE_NAMES = new Map<auditV1.AuditEventType, string>([
   [AuditEventType.AUDIT_EVENT_TYPE_DATA_CHANGE, 'DATA_CHANGE'],
   [AuditEventType.AUDIT_EVENT_TYPE_DATA_ACCESS, 'DATA_ACCESS'],
   [AuditEventType.AUDIT_EVENT_TYPE_ADMINISTRATIVE, 'ADMINISTRATIVE'],
+  [AuditEventType.AUDIT_EVENT_TYPE_ACCESS_DENIED, 'ACCESS_DENIED'],
 ]);
 const eventTypeByName = new Map([...EVENT_TYPE_NAMES].map(([type, name]) => [name, type]));
 
@@ -18,6 +19,8 @@ export const ACTION_NAMES = new Map<auditV1.AuditAction, string>([
   [AuditAction.AUDIT_ACTION_DELETE, 'DELETE'],
   [AuditAction.AUDIT_ACTION_READ, 'READ'],
   [AuditAction.AUDIT_ACTION_PURGE, 'PURGE'],
+  [AuditAction.AUDIT_ACTION_AUTHENTICATE, 'AUTHENTICATE'],
+  [AuditAction.AUDIT_ACTION_AUTHORIZE, 'AUTHORIZE'],
 ]);
 const actionByName = new Map([...ACTION_NAMES].map(([action, name]) => [name, action]));
 
@@ -32,6 +35,7 @@ const TABLE_OF_STORED = new Map<string, string>([
   ['vital_signs', 'vital_signs'],
   ['agent_context', 'mcp_context'],
   ['audit_events', 'audit_events'],
+  ['session', 'sessions'],
 ]);
 
 /** Stored entity_type values a filter by `entityType` (a table name, or a stored name) matches. */

@@ -3,7 +3,10 @@ import { UnavailableError } from '@clinical/errors';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 
-/** One read of patient data: who read which entity of which patient, through which method. */
+/**
+ * One read of patient data: who read which entity of which patient, through
+ * which method; or one call refused at the door (`refusal`).
+ */
 export interface AccessEvent {
   /** The principal's subject. */
   readonly actor: string;
@@ -25,6 +28,12 @@ export interface AccessEvent {
   readonly traceId?: string;
   readonly requestId?: string;
   readonly clientIp?: string;
+  /**
+   * Set when the call was refused rather than served: stored as an
+   * ACCESS_DENIED event whose action is this one (entityType 'rpc',
+   * entityId the method, no patient).
+   */
+  readonly refusal?: { readonly action: 'AUTHENTICATE' | 'AUTHORIZE'; readonly reason: string };
 }
 
 export interface AccessRecorderOptions {
@@ -181,13 +190,14 @@ export function createAccessRecorder(options: AccessRecorderOptions): AccessReco
       sql.fragment`(CASE WHEN ${sql.identifier(['e', column])} ~ ${UUID_PATTERN} THEN ${sql.identifier(['e', column])}::uuid END)`;
     await options.pool.query(sql.type(z.object({}))`
       INSERT INTO audit_events (event_type, entity_type, entity_id, entity_key, patient_id, user_id,
-                                action, payload, ip_address, "timestamp", request_id, trace_id)
-      SELECT 'DATA_ACCESS', e.entity_type, ${uuid('entity_key')}, coalesce(${uuid('entity_key')}::text, e.entity_key),
-             ${uuid('patient_key')}, e.user_id, 'READ',
+                                action, payload, ip_address, "timestamp", request_id, trace_id, reason)
+      SELECT CASE WHEN e.refused_action IS NULL THEN 'DATA_ACCESS' ELSE 'ACCESS_DENIED' END,
+             e.entity_type, ${uuid('entity_key')}, coalesce(${uuid('entity_key')}::text, e.entity_key),
+             ${uuid('patient_key')}, e.user_id, coalesce(e.refused_action, 'READ'),
              jsonb_build_object('method', e.method)
                || CASE WHEN e.patient_key IS NOT NULL AND ${uuid('patient_key')} IS NULL
                        THEN jsonb_build_object('patient_key', e.patient_key) ELSE '{}'::jsonb END,
-             e.client_ip, e.occurred_at, e.request_id, e.trace_id
+             e.client_ip, e.occurred_at, e.request_id, e.trace_id, e.reason
         FROM ${sql.unnest(
           batch.map((event) => [
             columnText(event.entityType, 50),
@@ -199,9 +209,12 @@ export function createAccessRecorder(options: AccessRecorderOptions): AccessReco
             event.occurredAt.toISOString(),
             columnText(event.requestId, 100),
             columnText(event.traceId, 64),
+            event.refusal?.action ?? null,
+            columnText(event.refusal?.reason, 1_000),
           ]),
-          ['text', 'text', 'text', 'text', 'text', 'inet', 'timestamptz', 'text', 'text'],
-        )} AS e(entity_type, entity_key, patient_key, user_id, method, client_ip, occurred_at, request_id, trace_id)
+          ['text', 'text', 'text', 'text', 'text', 'inet', 'timestamptz', 'text', 'text', 'text', 'text'],
+        )} AS e(entity_type, entity_key, patient_key, user_id, method, client_ip, occurred_at, request_id, trace_id,
+               refused_action, reason)
     `);
   }
 

@@ -71,6 +71,8 @@ export interface ServiceConfig {
     readonly enabled: boolean;
     readonly flushIntervalMs: number;
     readonly maxPendingEvents: number;
+    /** Refused calls recorded one by one per source address and minute (a flood cannot fill the trail). */
+    readonly refusalsPerSourcePerMinute: number;
   };
   /** How long health reports NOT_SERVING before the server stops taking calls (load balancers move away). */
   readonly shutdownDrainMs: number;
@@ -120,6 +122,7 @@ const commonVariables = z.object({
     ACCESS_AUDIT: z.enum(['on', 'off']).default('on'),
     ACCESS_AUDIT_FLUSH_MS: integer(100, 1),
     ACCESS_AUDIT_MAX_PENDING: integer(100_000, 1),
+    REFUSAL_AUDIT_PER_MINUTE: integer(60, 1),
     SHUTDOWN_DRAIN_MS: integer(2_000, 0),
     SHUTDOWN_GRACE_MS: integer(10_000, 0),
     MAX_IN_FLIGHT_COST: integer(256, 1),
@@ -271,6 +274,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
       enabled: parsed.ACCESS_AUDIT === 'on',
       flushIntervalMs: parsed.ACCESS_AUDIT_FLUSH_MS,
       maxPendingEvents: parsed.ACCESS_AUDIT_MAX_PENDING,
+      refusalsPerSourcePerMinute: parsed.REFUSAL_AUDIT_PER_MINUTE,
     },
     shutdownDrainMs: parsed.SHUTDOWN_DRAIN_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,

@@ -15,7 +15,7 @@ export function admissionMiddleware(options: {
 }): ServerMiddleware<AuthenticatedContext> {
   return async function* admit(call, context) {
     const method = call.method.path;
-    const principal = await options.authenticate(context.metadata, method);
+    const principal = await options.authenticate(context, method);
     await options.spendCallCost(principal, method);
     return yield* call.next(call.request, { ...context, principal, method });
   };

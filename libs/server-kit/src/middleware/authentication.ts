@@ -1,8 +1,9 @@
-import { UnauthenticatedError } from '@clinical/errors';
-import type { CallContext, Metadata } from 'nice-grpc';
+import { PermissionDeniedError, UnauthenticatedError } from '@clinical/errors';
+import type { CallContext } from 'nice-grpc';
 import { requireRole, type Principal } from '../auth/principal.js';
 import type { SessionStore } from '../auth/sessions.js';
 import type { TokenVerifier } from '../auth/tokens.js';
+import { clientIpOf } from '../requestContext.js';
 import { PEER_IDENTITY_HEADER } from '../transport/transportSecurity.js';
 import type { MethodPolicies } from '../server/defineService.js';
 
@@ -15,8 +16,20 @@ export interface AuthenticatedContext {
 
 export type HandlerContext = CallContext & AuthenticatedContext;
 
-/** Authenticates and authorizes a call from its metadata and method path, or throws. */
-export type Authenticator = (metadata: Metadata, methodPath: string) => Promise<Principal>;
+/** Authenticates and authorizes a call from its metadata, peer and method path, or throws. */
+export type Authenticator = (call: Pick<CallContext, 'metadata' | 'peer'>, methodPath: string) => Promise<Principal>;
+
+/** A call refused before its method ran, as the audit trail records it: never any token material. */
+export interface CallRefusal {
+  /** AUTHENTICATE: the credentials were refused; AUTHORIZE: the caller's roles do not allow the method. */
+  readonly action: 'AUTHENTICATE' | 'AUTHORIZE';
+  /** The refusal's message, one of a fixed few ('invalid token', 'requires one of the roles: …'). */
+  readonly reason: string;
+  /** The caller, when its token's signature held (or its certificate named it); else unknown. */
+  readonly subject?: string;
+  readonly method: string;
+  readonly clientIp?: string;
+}
 
 /**
  * The `service` principal of a caller identified by its client certificate
@@ -31,34 +44,59 @@ function servicePrincipal(identity: string): Principal {
  * Bearer-token authentication and role authorization: verifies the JWT,
  * checks that its session is live, then that one of the caller's roles may
  * call the method. A call without a token whose client certificate names one
- * of `serviceIdentities` is that service. A method without a policy is refused.
+ * of `serviceIdentities` is that service. A method without a policy is
+ * refused. Every refusal is told to `onRefused` before it is thrown.
  */
 export function createAuthenticator(options: {
   readonly tokens: TokenVerifier;
   readonly sessions: SessionStore;
   readonly policies: MethodPolicies;
   readonly serviceIdentities?: ReadonlySet<string>;
+  readonly onRefused?: (refusal: CallRefusal) => void;
 }): Authenticator {
-  return async function authenticate(metadata, methodPath) {
-    const header = metadata.get('authorization');
+  return async function authenticate(call, methodPath) {
+    const refuse = (error: UnauthenticatedError | PermissionDeniedError, subject?: string): never => {
+      options.onRefused?.({
+        action: error instanceof PermissionDeniedError ? 'AUTHORIZE' : 'AUTHENTICATE',
+        reason: error.message,
+        subject,
+        method: methodPath,
+        clientIp: clientIpOf(call),
+      });
+      throw error;
+    };
+    const authorize = (principal: Principal): Principal => {
+      try {
+        requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
+      } catch (error) {
+        refuse(error as PermissionDeniedError, principal.sub);
+      }
+      return principal;
+    };
+    const header = call.metadata.get('authorization');
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match?.[1]) {
-      const identity = options.serviceIdentities?.size ? metadata.get(PEER_IDENTITY_HEADER) : undefined;
+      const identity = options.serviceIdentities?.size ? call.metadata.get(PEER_IDENTITY_HEADER) : undefined;
       if (typeof identity === 'string' && options.serviceIdentities?.has(identity)) {
-        const principal = servicePrincipal(identity);
-        requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
-        return principal;
+        return authorize(servicePrincipal(identity));
       }
-      throw new UnauthenticatedError('missing bearer token');
+      return refuse(new UnauthenticatedError('missing bearer token'));
     }
     // A remembered token answers without a promise (nearly every call): under
     // OpenTelemetry each await costs async-hook calls.
-    const verified = options.tokens.verify(match[1]);
-    const principal = verified instanceof Promise ? await verified : verified;
-    if (!(await options.sessions.isActive(principal.sid))) {
-      throw new UnauthenticatedError('session expired or revoked');
+    let principal: Principal;
+    try {
+      const verified = options.tokens.verify(match[1]);
+      principal = verified instanceof Promise ? await verified : verified;
+    } catch (error) {
+      if (error instanceof UnauthenticatedError) {
+        refuse(error);
+      }
+      throw error;
     }
-    requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
-    return principal;
+    if (!(await options.sessions.isActive(principal.sid))) {
+      refuse(new UnauthenticatedError('session expired or revoked'), principal.sub);
+    }
+    return authorize(principal);
   };
 }

@@ -11,6 +11,11 @@ export interface MethodPolicy {
   readonly cost: number;
 }
 
+/** A policy for each method of a generated service definition, by its client method name. */
+export type MethodPolicyTable<Definition extends Pick<TsProtoServiceDefinition, 'methods'>> = {
+  readonly [Method in keyof Definition['methods']]: MethodPolicy;
+};
+
 /** Policies by full method path (`/pkg.Service/Method`). */
 export type MethodPolicies = ReadonlyMap<string, MethodPolicy>;
 
@@ -28,7 +33,7 @@ export interface ServiceBinding {
 export function defineService<Definition extends TsProtoServiceDefinition>(
   definition: Definition,
   implementation: ServiceImplementation<Definition, AuthenticatedContext>,
-  policies: { readonly [Method in keyof Definition['methods']]: MethodPolicy },
+  policies: MethodPolicyTable<Definition>,
 ): ServiceBinding {
   const byPath = new Map<string, MethodPolicy>();
   for (const [key, method] of Object.entries(definition.methods)) {

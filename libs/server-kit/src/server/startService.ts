@@ -25,6 +25,7 @@ import { createLogger, describeError, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { createRefusalAudit } from '../auth/refusalAudit.js';
 import { createSessionStore, type SessionStore } from '../auth/sessions.js';
 import { createTokenVerifier } from '../auth/tokens.js';
 import { ConfigError } from '../config/loadConfig.js';
@@ -288,6 +289,17 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
         sessions: runtime.sessions,
         policies,
         serviceIdentities: new Set(config.tls?.serviceIdentities ?? []),
+        onRefused: createRefusalAudit({
+          recorder: runtime.accessRecorder,
+          limiter: createRateLimiter({
+            redis,
+            breaker,
+            points: config.accessAudit.refusalsPerSourcePerMinute,
+            windowSeconds: 60,
+            keyPrefix: 'refusals',
+          }),
+          onSuppressed: throttledWarning(logger, 'refused calls past their per-source audit limit are counted, not recorded one by one'),
+        }),
       }),
       spendCallCost: createCallCostSpender({ limiter: runtime.rateLimiter, policies }),
     }),

@@ -16,7 +16,7 @@ export const protobufFileName = "clinical/audit/v1/audit.proto";
 
 /**
  * Kind of audit event. Stored in event_type as the name after the prefix
- * ('DATA_CHANGE', 'DATA_ACCESS', 'ADMINISTRATIVE').
+ * ('DATA_CHANGE', 'DATA_ACCESS', 'ADMINISTRATIVE', 'ACCESS_DENIED').
  */
 export enum AuditEventType {
   /** AUDIT_EVENT_TYPE_UNSPECIFIED - Not set; never stored. As a filter: any type. */
@@ -37,6 +37,16 @@ export enum AuditEventType {
    * purge of audit events.
    */
   AUDIT_EVENT_TYPE_ADMINISTRATIVE = 3,
+  /**
+   * AUDIT_EVENT_TYPE_ACCESS_DENIED - A call was refused before it reached its method: its caller could not
+   * be authenticated (action AUTHENTICATE) or may not call it (AUTHORIZE).
+   * entity_type is "rpc" and entity_id the method's full path; user_id is
+   * the token's subject when its signature held, else "anonymous"; reason
+   * says why, never with token material. At most a few per source address
+   * and minute are recorded one by one; the first refusal past that is
+   * recorded with the reason "rate limited" and the next ones are not.
+   */
+  AUDIT_EVENT_TYPE_ACCESS_DENIED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -54,6 +64,9 @@ export function auditEventTypeFromJSON(object: any): AuditEventType {
     case 3:
     case "AUDIT_EVENT_TYPE_ADMINISTRATIVE":
       return AuditEventType.AUDIT_EVENT_TYPE_ADMINISTRATIVE;
+    case 4:
+    case "AUDIT_EVENT_TYPE_ACCESS_DENIED":
+      return AuditEventType.AUDIT_EVENT_TYPE_ACCESS_DENIED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -71,6 +84,8 @@ export function auditEventTypeToJSON(object: AuditEventType): string {
       return "AUDIT_EVENT_TYPE_DATA_ACCESS";
     case AuditEventType.AUDIT_EVENT_TYPE_ADMINISTRATIVE:
       return "AUDIT_EVENT_TYPE_ADMINISTRATIVE";
+    case AuditEventType.AUDIT_EVENT_TYPE_ACCESS_DENIED:
+      return "AUDIT_EVENT_TYPE_ACCESS_DENIED";
     case AuditEventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -79,7 +94,7 @@ export function auditEventTypeToJSON(object: AuditEventType): string {
 
 /**
  * What was done. Stored in action as the name after the prefix ('INSERT',
- * 'UPDATE', 'DELETE', 'READ', 'PURGE').
+ * 'UPDATE', 'DELETE', 'READ', 'PURGE', 'AUTHENTICATE', 'AUTHORIZE').
  */
 export enum AuditAction {
   /** AUDIT_ACTION_UNSPECIFIED - Not set; never stored. As a filter: any action. */
@@ -94,6 +109,10 @@ export enum AuditAction {
   AUDIT_ACTION_READ = 4,
   /** AUDIT_ACTION_PURGE - Audit events past retention were removed (ADMINISTRATIVE). */
   AUDIT_ACTION_PURGE = 5,
+  /** AUDIT_ACTION_AUTHENTICATE - A caller's credentials were refused (ACCESS_DENIED). */
+  AUDIT_ACTION_AUTHENTICATE = 6,
+  /** AUDIT_ACTION_AUTHORIZE - A caller was refused a method its roles do not allow (ACCESS_DENIED). */
+  AUDIT_ACTION_AUTHORIZE = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -117,6 +136,12 @@ export function auditActionFromJSON(object: any): AuditAction {
     case 5:
     case "AUDIT_ACTION_PURGE":
       return AuditAction.AUDIT_ACTION_PURGE;
+    case 6:
+    case "AUDIT_ACTION_AUTHENTICATE":
+      return AuditAction.AUDIT_ACTION_AUTHENTICATE;
+    case 7:
+    case "AUDIT_ACTION_AUTHORIZE":
+      return AuditAction.AUDIT_ACTION_AUTHORIZE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -138,6 +163,10 @@ export function auditActionToJSON(object: AuditAction): string {
       return "AUDIT_ACTION_READ";
     case AuditAction.AUDIT_ACTION_PURGE:
       return "AUDIT_ACTION_PURGE";
+    case AuditAction.AUDIT_ACTION_AUTHENTICATE:
+      return "AUDIT_ACTION_AUTHENTICATE";
+    case AuditAction.AUDIT_ACTION_AUTHORIZE:
+      return "AUDIT_ACTION_AUTHORIZE";
     case AuditAction.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -230,7 +259,8 @@ export interface AuditEvent {
   eventType: AuditEventType;
   /**
    * Table the event is about: "patients", "documents", "vital_signs",
-   * "mcp_context" or "audit_events" (reads of the trail itself).
+   * "mcp_context", "sessions", or "audit_events" (reads of the trail
+   * itself); "rpc" for a refused call (ACCESS_DENIED).
    */
   entityType: string;
   /**

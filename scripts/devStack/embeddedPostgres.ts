@@ -150,7 +150,8 @@ export async function startEmbeddedPostgres(options: {
   const log = openSync(logFile, 'a');
   const child = spawnTied(
     binaries.postgres,
-    ['-D', dataDir, '-p', String(port)],
+    // terse: no DETAIL lines in the log, which quote the values of a violated key (a subject number).
+    ['-D', dataDir, '-p', String(port), '-c', 'log_error_verbosity=terse'],
     { stdio: ['ignore', log, log], detached: true, ...(runsAsRoot ? postgresUser() : {}) },
     // PostgreSQL's fast shutdown: sessions end, the data is consistent.
     'SIGINT',

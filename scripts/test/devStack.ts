@@ -82,7 +82,15 @@ export interface DevStack {
   remove(): void;
 }
 
-export async function createDevStack(): Promise<DevStack> {
+export interface DevStackOptions {
+  /**
+   * Settings added to the environment npm start runs with (and so to the
+   * services it starts, which inherit it), after the harness's own.
+   */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function createDevStack(options: DevStackOptions = {}): Promise<DevStack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'npm-start-'));
   const ports = {
     postgres: await freePort(),
@@ -104,6 +112,7 @@ export async function createDevStack(): Promise<DevStack> {
     ANALYTICS_SVC_PORT: String(analytics),
     GRPC_HOST: '127.0.0.1',
   });
+  Object.assign(env, options.env);
   const runs: ChildProcess[] = [];
 
   const processes = () => {

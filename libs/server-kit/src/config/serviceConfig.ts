@@ -1,8 +1,13 @@
 import { z } from 'zod';
+import type { ConnectionLimits } from '../server/connectionLimits.js';
 import type { TlsSettings } from '../transport/transportSecurity.js';
 import { loadConfig } from './loadConfig.js';
 
 const integer = (defaultValue: number, min = 0) => z.coerce.number().int().min(min).default(defaultValue);
+/** A positive count that grpc-js and Node keep in 32 bits. */
+const count = (defaultValue: number) => z.coerce.number().int().min(1).max(2 ** 31 - 1).default(defaultValue);
+/** A positive duration of at most a day: Node's timers overflow past 2^31 ms, and grpc-js adds 10% jitter to some. */
+const duration = (defaultValue: number) => z.coerce.number().int().min(1).max(86_400_000).default(defaultValue);
 
 /** The four services, each with its default port and database role. */
 export const SERVICES = {
@@ -80,6 +85,8 @@ export interface ServiceConfig {
   readonly shutdownGraceMs: number;
   /** The rate-limit cost of the calls in flight in one process past which new ones are refused (UNAVAILABLE). */
   readonly maxInFlightCost: number;
+  /** Message and metadata sizes, calls per connection, connections and keepalive (GRPC_MAX_*, GRPC_KEEPALIVE_*). */
+  readonly connectionLimits: ConnectionLimits;
   readonly logLevel: string;
 }
 
@@ -126,6 +133,17 @@ const commonVariables = z.object({
     SHUTDOWN_DRAIN_MS: integer(2_000, 0),
     SHUTDOWN_GRACE_MS: integer(10_000, 0),
     MAX_IN_FLIGHT_COST: integer(256, 1),
+    GRPC_MAX_RECEIVE_MESSAGE_BYTES: count(4 * 1024 * 1024),
+    GRPC_MAX_METADATA_BYTES: count(16 * 1024),
+    GRPC_MAX_CONCURRENT_STREAMS: count(100),
+    GRPC_MAX_CONNECTIONS: count(500),
+    GRPC_KEEPALIVE_TIME_MS: duration(120_000),
+    GRPC_KEEPALIVE_TIMEOUT_MS: duration(20_000),
+    GRPC_KEEPALIVE_MIN_PING_INTERVAL_MS: duration(300_000),
+    GRPC_KEEPALIVE_MAX_PING_STRIKES: z.coerce.number().int().min(0).max(1_000).default(2),
+    GRPC_MAX_CONNECTION_IDLE_MS: duration(300_000),
+    GRPC_MAX_CONNECTION_AGE_MS: duration(1_800_000),
+    GRPC_MAX_CONNECTION_AGE_GRACE_MS: duration(300_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -279,6 +297,21 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     shutdownDrainMs: parsed.SHUTDOWN_DRAIN_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     maxInFlightCost: parsed.MAX_IN_FLIGHT_COST,
+    connectionLimits: {
+      maxReceiveMessageBytes: parsed.GRPC_MAX_RECEIVE_MESSAGE_BYTES,
+      maxMetadataBytes: parsed.GRPC_MAX_METADATA_BYTES,
+      maxConcurrentStreams: parsed.GRPC_MAX_CONCURRENT_STREAMS,
+      maxConnections: parsed.GRPC_MAX_CONNECTIONS,
+      keepalive: {
+        timeMs: parsed.GRPC_KEEPALIVE_TIME_MS,
+        timeoutMs: parsed.GRPC_KEEPALIVE_TIMEOUT_MS,
+        minPingIntervalMs: parsed.GRPC_KEEPALIVE_MIN_PING_INTERVAL_MS,
+        maxPingStrikes: parsed.GRPC_KEEPALIVE_MAX_PING_STRIKES,
+      },
+      maxConnectionIdleMs: parsed.GRPC_MAX_CONNECTION_IDLE_MS,
+      maxConnectionAgeMs: parsed.GRPC_MAX_CONNECTION_AGE_MS,
+      maxConnectionAgeGraceMs: parsed.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+    },
     logLevel: parsed.LOG_LEVEL,
   };
 }

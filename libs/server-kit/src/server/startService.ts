@@ -35,7 +35,9 @@ import { inFlightLimitMiddleware } from '../middleware/inFlightLimit.js';
 import { createAuthenticator } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { createCallCostSpender } from '../middleware/rateLimiting.js';
+import { withConnectionLimits } from './connectionLimits.js';
 import type { MethodPolicy, ServiceBinding } from './defineService.js';
+import { withListenerLimits } from './listenerLimits.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 import { createTransportSecurity } from '../transport/transportSecurity.js';
@@ -267,16 +269,20 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   }
 
   const health = HealthState();
-  const server = createServer(transport.serverOptions)
-    .use(errorDetailsServerMiddleware)
-    .use(
-      inFlightLimitMiddleware({
-        budget: config.maxInFlightCost,
-        policies,
-        onShed: throttledWarning(logger, 'overloaded: refusing calls past MAX_IN_FLIGHT_COST'),
-      }),
-    )
-    .use(edgeErrorMiddleware(logger));
+  const server = withListenerLimits(
+    createServer(withConnectionLimits(transport.serverOptions, config.connectionLimits))
+      .use(errorDetailsServerMiddleware)
+      .use(
+        inFlightLimitMiddleware({
+          budget: config.maxInFlightCost,
+          policies,
+          onShed: throttledWarning(logger, 'overloaded: refusing calls past MAX_IN_FLIGHT_COST'),
+        }),
+      )
+      .use(edgeErrorMiddleware(logger)),
+    config.connectionLimits,
+    logger,
+  );
   server.add(HealthDefinition, HealthServiceImpl(health));
   addReflection(
     server,

@@ -6,7 +6,7 @@
  * nothing changed then costs a few stat calls instead of a build.
  */
 import { build } from 'esbuild';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -56,13 +56,29 @@ export async function bundleIfStale({ entry, outfile, extraInputs = [] }) {
     plugins: [keepNpmPackagesExternal],
     logLevel: 'warning',
     metafile: true,
+    write: false,
   });
   // esbuild names inputs relative to the working directory. Each input's package.json counts too:
   // its exports and sideEffects decide what the bundle holds.
   const inputs = Object.keys(result.metafile.inputs).map((input) => resolve(input));
   const manifests = new Set(inputs.map(nearestManifest).filter((manifest) => manifest !== undefined));
-  writeFileSync(metafileOf(outfile), JSON.stringify([...inputs, ...manifests]));
+  writeAtomically(metafileOf(outfile), JSON.stringify([...inputs, ...manifests]));
+  // The bundle last: until it is replaced the old one (or none) is stale, and no one ever runs half a file
+  // (several `npm run token` at once each find the bundle stale and build it).
+  const [bundle, ...others] = [...result.outputFiles].sort((a, b) => (a.path === outfile ? -1 : b.path === outfile ? 1 : 0));
+  for (const file of others) {
+    writeAtomically(file.path, file.contents);
+  }
+  writeAtomically(bundle.path, bundle.contents);
   return true;
+}
+
+/** Writes `path` whole or not at all: a reader sees the old file or the new one. */
+function writeAtomically(path, contents) {
+  mkdirSync(dirname(path), { recursive: true });
+  const partial = `${path}.${process.pid}.partial`;
+  writeFileSync(partial, contents);
+  renameSync(partial, path);
 }
 
 /** The package.json of the package a file belongs to. */

@@ -92,8 +92,9 @@ function nearestManifest(file) {
 }
 
 /**
- * A service's production bundles, in `serviceDir` (apps/<name>): dist/main.mjs
- * and dist/telemetry-register.mjs for `node --import`. Returns whether it built.
+ * A service's production bundles, in `serviceDir` (apps/<name>): dist/main.mjs,
+ * dist/telemetry-register.mjs for `node --import`, and dist/healthcheck.mjs
+ * (the image's HEALTHCHECK: grpc health on this machine). Returns whether it built.
  */
 export async function buildServiceIfStale(serviceDir) {
   const main = await bundleIfStale({ entry: resolve(serviceDir, 'src/main.ts'), outfile: resolve(serviceDir, 'dist/main.mjs') });
@@ -101,5 +102,9 @@ export async function buildServiceIfStale(serviceDir) {
     entry: resolve(serviceDir, '../../libs/telemetry/src/register.ts'),
     outfile: resolve(serviceDir, 'dist/telemetry-register.mjs'),
   });
-  return main || register;
+  const healthcheck = await bundleIfStale({
+    entry: resolve(serviceDir, '../../libs/server-kit/src/health/healthcheck.ts'),
+    outfile: resolve(serviceDir, 'dist/healthcheck.mjs'),
+  });
+  return main || register || healthcheck;
 }

@@ -4,6 +4,7 @@ import type { ServiceModule, ServiceRuntime } from '@clinical/server-kit';
 import { loadAnalyticsConfig, type AnalyticsConfig } from './analyticsConfig.js';
 import { analyticsService } from './analyticsService.js';
 import { createCurrentRefresh } from './refresh/currentRefresh.js';
+import { createRefreshMetrics, type RefreshMetrics } from './refresh/refreshMetrics.js';
 import { startRefreshScheduler, type RefreshScheduler } from './refresh/refreshSchedule.js';
 import { createViewRefresher, type ViewRefresher } from './refresh/viewRefresher.js';
 import { warmSiteAnalyticsCache } from './siteAnalytics/warmSiteAnalyticsCache.js';
@@ -12,6 +13,7 @@ import { warmSiteAnalyticsCache } from './siteAnalytics/warmSiteAnalyticsCache.j
 interface Background {
   readonly refresher: ViewRefresher;
   readonly scheduler?: RefreshScheduler;
+  readonly metrics: RefreshMetrics;
 }
 
 /**
@@ -27,17 +29,26 @@ export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceM
       const settings = config ?? loadAnalyticsConfig();
       const replica = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
       const current = createCurrentRefresh(runtime);
+      const metrics = createRefreshMetrics(current);
       const refresher = createViewRefresher({
         pool: runtime.pool,
         logger: runtime.logger,
-        current,
+        // The refresher's own commits reach the view-age gauge at once.
+        current: {
+          get: () => current.get(),
+          advance: (generation) => {
+            metrics.refreshed(generation);
+            return current.advance(generation);
+          },
+        },
         statementTimeoutMs: settings.refreshTimeoutMs,
         beforeReaders: (refreshed) => warmSiteAnalyticsCache(runtime, refreshed),
+        onRefreshEnded: metrics.refreshEnded,
       });
       const scheduler = settings.schedulerEnabled
         ? startRefreshScheduler({ pool: runtime.pool, logger: runtime.logger, config: settings, refresher, current, replica })
         : undefined;
-      running.set(runtime, { refresher, scheduler });
+      running.set(runtime, { refresher, scheduler, metrics });
       return [analyticsService(runtime, { config: settings, refresher, current, replica })];
     },
     async stop(runtime) {
@@ -47,6 +58,7 @@ export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceM
       const schedulerStopped = background?.scheduler?.stop();
       await background?.refresher.cancel();
       await schedulerStopped;
+      background?.metrics.stop();
     },
   };
 }

@@ -3,6 +3,7 @@ import { agentContextService } from './agentContextService.js';
 import { auditService } from './auditService.js';
 import { loadAuditSettings, type AuditSettings } from './auditSettings.js';
 import { sessionService } from './sessionService.js';
+import { observeChainBacklog } from './trail/chainBacklogMetrics.js';
 import { startChainSealer, type ChainSealer } from './trail/chainSealer.js';
 
 /**
@@ -11,6 +12,7 @@ import { startChainSealer, type ChainSealer } from './trail/chainSealer.js';
  */
 export function createAuditServiceModule(settings?: Partial<AuditSettings>): ServiceModule {
   let sealer: ChainSealer | undefined;
+  let stopObserving: (() => void) | undefined;
   return {
     name: 'audit-svc',
     createServices: (runtime) => {
@@ -21,9 +23,11 @@ export function createAuditServiceModule(settings?: Partial<AuditSettings>): Ser
         batchSize: resolved.sealBatchSize,
         logger: runtime.logger,
       });
+      stopObserving = observeChainBacklog(runtime.pool);
       return [auditService(runtime, resolved), agentContextService(runtime), sessionService(runtime)];
     },
     async stop() {
+      stopObserving?.();
       await sealer?.stop();
     },
   };

@@ -20,6 +20,12 @@ export interface CacheOptions {
   /** Told when the store misbehaves or a value cannot be encoded; the request itself goes on without the cache. */
   readonly onError?: (error: unknown) => void;
   /**
+   * Told of every getOrLoad: `hit` when the value came from the cache, false
+   * when the loader served it (not cached, a stale key, or the store failing).
+   * For metrics: it runs on every read, so it must be cheap and never throw.
+   */
+  readonly onLookup?: (key: string, hit: boolean) => void;
+  /**
    * Most keys remembered as possibly stale (a store or invalidate after a
    * write failed); past it the oldest is forgotten, and that is reported.
    * Default 10,000.
@@ -222,12 +228,15 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
         try {
           const cached = await store.read(key);
           if (cached && cached.length >= VERSION_WIDTH) {
-            return codec.decode(cached.subarray(VERSION_WIDTH));
+            const value = codec.decode(cached.subarray(VERSION_WIDTH));
+            options.onLookup?.(key, true);
+            return value;
           }
         } catch (error) {
           reportError(error);
         }
       }
+      options.onLookup?.(key, false);
       const joined = inflight.get(key) as Promise<Versioned<Awaited<ReturnType<typeof codec.decode>>> | undefined> | undefined;
       if (joined) {
         return (await joined)?.value;

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { createCacheOver, VERSION_WIDTH, type Cache, type CacheOptions, type CacheStore } from './createCache.js';
 
-export interface MemoryCacheOptions extends Pick<CacheOptions, 'onError'> {
+export interface MemoryCacheOptions extends Pick<CacheOptions, 'onError' | 'onLookup'> {
   /** Most bytes of encoded values held; the least recently used go first. Default 64 MiB. */
   readonly maxBytes?: number;
 }

@@ -1,3 +1,4 @@
+import { metrics } from '@opentelemetry/api';
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
@@ -12,6 +13,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { startMetrics } from './metrics.js';
 
 export interface TelemetryOptions {
   /** service.name of the resource; OTEL_SERVICE_NAME wins when set. */
@@ -23,7 +25,12 @@ export interface TelemetryOptions {
 }
 
 export interface TelemetryHandle {
-  /** Flushes pending spans and stops exporting. */
+  /**
+   * Resolves once the metrics endpoint (METRICS_PORT) listens, at once
+   * without one; rejects when it cannot listen.
+   */
+  readonly ready: Promise<void>;
+  /** Flushes pending spans and metrics and stops exporting (and the metrics endpoint). */
   shutdown(): Promise<void>;
 }
 
@@ -50,6 +57,14 @@ function spanProcessorsFromEnv(env: NodeJS.ProcessEnv): SpanProcessor[] {
   });
 }
 
+/**
+ * The telemetry this process started, kept on globalThis: the `--import`
+ * register bundle starts it, and the service's bundle (its own copy of this
+ * module) stops it.
+ */
+const ACTIVE = Symbol.for('@clinical/telemetry/telemetry');
+const holder = globalThis as { [ACTIVE]?: TelemetryHandle };
+
 /** Redis spans name the command and its first key (ids only), never the values. */
 function redisStatement(command: string, args: ReadonlyArray<unknown>): string {
   const key = args[0];
@@ -58,19 +73,26 @@ function redisStatement(command: string, args: ReadonlyArray<unknown>): string {
 
 /**
  * Starts OpenTelemetry: a span for every gRPC call (server and client), SQL
- * query and Redis command, W3C context propagation. Must run before grpc-js,
- * pg and ioredis are loaded; `@clinical/telemetry/register` does that.
+ * query and Redis command, W3C context propagation; and metrics when the
+ * environment asks for them (OTEL_METRICS_EXPORTER, METRICS_PORT: see
+ * startMetrics). Must run before grpc-js, pg and ioredis are loaded;
+ * `@clinical/telemetry/register` does that.
+ * @throws Error naming a malformed OTEL_* or METRICS_* variable.
  */
 export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   const env = options.env ?? process.env;
+  const spanProcessors = [...spanProcessorsFromEnv(env), ...(options.spanProcessors ?? [])];
+  const meters = startMetrics({ serviceName: options.serviceName, env });
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? options.serviceName }),
-    spanProcessors: [...spanProcessorsFromEnv(env), ...(options.spanProcessors ?? [])],
+    spanProcessors,
   });
   // Global provider, AsyncLocalStorage context and W3C trace-context propagation.
   provider.register();
   const disableInstrumentations = registerInstrumentations({
     tracerProvider: provider,
+    // The instrumentations' own metrics (pg's db.client.operation.duration) when metrics are on.
+    ...(meters ? { meterProvider: metrics.getMeterProvider() } : {}),
     instrumentations: [
       new GrpcInstrumentation(),
       // Statements go out with their $n placeholders; values are never attached.
@@ -78,20 +100,20 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
       new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),
     ],
   });
-  active = {
+  const handle: TelemetryHandle = {
+    ready: meters?.ready ?? Promise.resolve(),
     async shutdown() {
       disableInstrumentations();
-      await provider.shutdown();
+      await Promise.all([provider.shutdown(), meters?.shutdown()]);
     },
   };
-  return active;
+  holder[ACTIVE] = handle;
+  return handle;
 }
-
-let active: TelemetryHandle | undefined;
 
 /** Flushes and stops the telemetry this process started, if any. Call last on shutdown. */
 export async function shutdownTelemetry(): Promise<void> {
-  const handle = active;
-  active = undefined;
+  const handle = holder[ACTIVE];
+  delete holder[ACTIVE];
   await handle?.shutdown();
 }

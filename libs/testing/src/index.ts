@@ -8,3 +8,4 @@ export { eventually } from './eventually.js';
 export { createCertificateAuthority, type CertificateAuthority, type IssuedCertificate } from './certificates.js';
 export { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from './postgresCluster.js';
 export { startRedisServer, type RedisServer, type RedisServerOptions } from './redisServer.js';
+export { parsePrometheusText, samplesOf, startTestMetrics, type MetricSample, type TestMetrics } from './scrapedMetrics.js';

@@ -11,6 +11,7 @@ import {
   unlockRefresh,
   type RefreshAttempt,
   type RefreshedRow,
+  type RefreshTrigger,
 } from './refreshQueries.js';
 
 /** What a refresh body got: either the lock (and its result) or nothing, because another refresh holds it. */
@@ -51,6 +52,12 @@ export function createViewRefresher(options: {
   readonly statementTimeoutMs: number;
   /** Runs after a refresh committed, before readers are moved to it (cache warming); its failure only delays them. */
   readonly beforeReaders?: (refreshed: RefreshedRow) => Promise<void>;
+  /**
+   * Told when a REFRESH this replica started has committed or failed (not
+   * when it was cancelled at shutdown), with the seconds from its start to
+   * the commit or failure (metrics).
+   */
+  readonly onRefreshEnded?: (trigger: RefreshTrigger, succeeded: boolean, seconds: number) => void;
 }): ViewRefresher {
   const { pool, logger } = options;
   let runningPid: number | undefined;
@@ -75,17 +82,21 @@ export function createViewRefresher(options: {
         }
         runningPid = lock.pid;
         let refreshStarted = false;
+        let refreshStartedAt = 0;
         let refreshed: RefreshedRow | undefined;
+        const secondsSinceStart = () => (performance.now() - refreshStartedAt) / 1_000;
         try {
           const value = await connection.transaction((transaction) =>
             body(async () => {
               refuseWhenStopping();
               refreshStarted = true;
+              refreshStartedAt = performance.now();
               refreshed = await refreshViewAndLog(transaction, options.statementTimeoutMs, attempt);
               return refreshed;
             }, transaction),
           );
           if (refreshed) {
+            options.onRefreshEnded?.(attempt.trigger, true, secondsSinceStart());
             const committed = refreshed;
             await options.beforeReaders?.(committed).catch((error: unknown) => {
               logger.warn({ error: describeError(error) }, 'analytics cache warming failed; reads will load');
@@ -95,6 +106,7 @@ export function createViewRefresher(options: {
           return { ran: true, value } as const;
         } catch (error) {
           if (refreshStarted && !stopping) {
+            options.onRefreshEnded?.(attempt.trigger, false, secondsSinceStart());
             logger.warn({ trigger: attempt.trigger, error: describeError(error) }, 'analytics refresh failed');
             await insertFailedRefresh(connection, attempt, lock.attempted_at, describeError(error)).catch((logError: unknown) => {
               logger.warn({ error: describeError(logError) }, 'could not log the failed analytics refresh');

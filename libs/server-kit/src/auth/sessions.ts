@@ -29,6 +29,8 @@ export interface SessionStoreOptions {
   /** A session unused this long ends (sliding). */
   readonly idleTimeoutSeconds: number;
   readonly now?: () => number;
+  /** Told of every check through Redis: whether Redis knew the session's state (metrics; must be cheap). */
+  readonly onCacheLookup?: (hit: boolean) => void;
 }
 
 const LIVE = 'live';
@@ -92,12 +94,15 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         cached = undefined;
       }
       if (cached === LIVE) {
+        options.onCacheLookup?.(true);
         writeBackUse(sid);
         return true;
       }
       if (cached === REVOKED) {
+        options.onCacheLookup?.(true);
         return false;
       }
+      options.onCacheLookup?.(false);
       const live = await fromDatabase(sid);
       if (live) {
         writeBackUse(sid);

@@ -1,3 +1,4 @@
+import { ResourceExhaustedError } from '@clinical/errors';
 import type { ServerMiddleware } from 'nice-grpc';
 import type { AuthenticatedContext, Authenticator } from './authentication.js';
 import type { CallCostSpender } from './rateLimiting.js';
@@ -12,11 +13,20 @@ import type { CallCostSpender } from './rateLimiting.js';
 export function admissionMiddleware(options: {
   readonly authenticate: Authenticator;
   readonly spendCallCost: CallCostSpender;
+  /** Told of each call its caller's rate limit refused (metrics). */
+  readonly onRateLimited?: (methodPath: string) => void;
 }): ServerMiddleware<AuthenticatedContext> {
   return async function* admit(call, context) {
     const method = call.method.path;
     const principal = await options.authenticate(context, method);
-    await options.spendCallCost(principal, method);
+    try {
+      await options.spendCallCost(principal, method);
+    } catch (error) {
+      if (error instanceof ResourceExhaustedError) {
+        options.onRateLimited?.(method);
+      }
+      throw error;
+    }
     return yield* call.next(call.request, { ...context, principal, method });
   };
 }

@@ -1,4 +1,4 @@
-import { describeError, shutdownTelemetry } from '@clinical/telemetry';
+import { describeError, metricsEndpoint, shutdownTelemetry } from '@clinical/telemetry';
 import { ConfigError } from '../config/loadConfig.js';
 import { loadServiceConfig } from '../config/serviceConfig.js';
 import { startService, type ServiceModule } from './startService.js';
@@ -21,7 +21,8 @@ export async function runServiceMain(module: ServiceModule): Promise<void> {
     throw error;
   }
   const { logger } = running.runtime;
-  logger.info({ port: running.port }, 'serving');
+  const metrics = metricsEndpoint();
+  logger.info({ port: running.port, ...(metrics ? { metricsPort: metrics.port } : {}) }, 'serving');
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
     // A terminal's Ctrl-C under `npm start` brings SIGINT, and the script's SIGTERM follows: one stop.

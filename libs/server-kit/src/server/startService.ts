@@ -21,7 +21,7 @@ import {
   type AccessRecorder,
   type DatabasePool,
 } from '@clinical/db';
-import { createLogger, describeError, type Logger } from '@clinical/telemetry';
+import { createLogger, describeError, metricsStarted, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
@@ -31,7 +31,7 @@ import { createTokenVerifier } from '../auth/tokens.js';
 import { ConfigError } from '../config/loadConfig.js';
 import type { ServiceConfig, ServiceName } from '../config/serviceConfig.js';
 import { admissionMiddleware } from '../middleware/admission.js';
-import { inFlightLimitMiddleware } from '../middleware/inFlightLimit.js';
+import { createInFlightLimit } from '../middleware/inFlightLimit.js';
 import { createAuthenticator } from '../middleware/authentication.js';
 import { edgeErrorMiddleware } from '../middleware/edgeErrors.js';
 import { createCallCostSpender } from '../middleware/rateLimiting.js';
@@ -41,6 +41,7 @@ import { withListenerLimits } from './listenerLimits.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 import { createTransportSecurity } from '../transport/transportSecurity.js';
+import { cacheNameOf, createCacheLookupTally, createCallMetrics, observeRuntime } from '../telemetry/serviceMetrics.js';
 
 /** Everything a service's handlers may use, built once at start from the configuration. */
 export interface ServiceRuntime {
@@ -187,14 +188,21 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
         'PostgreSQL for its session (development only)',
     );
   }
+  // Per-call measurements only when metrics were started (the API's no-op instruments would still cost a call each).
+  const measuring = metricsStarted();
+  const cacheLookups = measuring ? createCacheLookupTally() : undefined;
+  const onLookup = cacheLookups && ((key: string, hit: boolean) => cacheLookups.count(cacheNameOf(key), hit));
+  const onCacheLookup = cacheLookups && ((hit: boolean) => cacheLookups.count('session', hit));
   const runtime: ServiceRuntime = {
     config,
     logger,
     pool,
     redis,
     breaker,
-    cache: redis ? createCache({ redis, breaker, onError: redisTrouble }) : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache') }),
-    sessions: createSessionStore({ pool, redis, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session }),
+    cache: redis
+      ? createCache({ redis, breaker, onError: redisTrouble, onLookup })
+      : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache'), onLookup }),
+    sessions: createSessionStore({ pool, redis, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session, onCacheLookup }),
     rateLimiter: createRateLimiter({
       redis,
       breaker,
@@ -220,9 +228,20 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   }, 15 * 60_000);
   idempotencyPurge.unref();
 
+  // The limiter is made once the services' policies are known; until then nothing is in flight.
+  let inFlight = () => ({ calls: 0, cost: 0 });
+  const stopObserving = observeRuntime({
+    serviceName: config.serviceName,
+    pool,
+    accessRecorder: runtime.accessRecorder,
+    inFlight: () => inFlight(),
+    cacheLookups,
+  });
+
   /** Stops the module's background work and closes what the runtime opened, after the last call. */
   const releaseRuntime = async () => {
     clearInterval(idempotencyPurge);
+    stopObserving();
     await module.stop?.(runtime);
     await runtime.accessRecorder.close().catch((error: unknown) => {
       logger.error({ pending: runtime.accessRecorder.stats().pending, error: describeError(error) }, 'access events lost at shutdown');
@@ -268,17 +287,19 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     throw new ConfigError([`TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE: ${(error as Error).message}`]);
   }
 
+  const callMetrics = measuring ? createCallMetrics() : undefined;
+  const inFlightLimit = createInFlightLimit({
+    budget: config.maxInFlightCost,
+    policies,
+    onShed: throttledWarning(logger, 'overloaded: refusing calls past MAX_IN_FLIGHT_COST'),
+    metrics: callMetrics,
+  });
+  inFlight = inFlightLimit.state;
   const health = HealthState();
   const server = withListenerLimits(
     createServer(withConnectionLimits(transport.serverOptions, config.connectionLimits))
       .use(errorDetailsServerMiddleware)
-      .use(
-        inFlightLimitMiddleware({
-          budget: config.maxInFlightCost,
-          policies,
-          onShed: throttledWarning(logger, 'overloaded: refusing calls past MAX_IN_FLIGHT_COST'),
-        }),
-      )
+      .use(inFlightLimit.middleware)
       .use(edgeErrorMiddleware(logger)),
     config.connectionLimits,
     logger,
@@ -308,6 +329,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
         }),
       }),
       spendCallCost: createCallCostSpender({ limiter: runtime.rateLimiter, policies }),
+      onRateLimited: callMetrics?.rateLimited,
     }),
   );
   for (const binding of bindings) {

@@ -9,7 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { bundleIfStale } from '../tools/bundle.mjs';
 
-const SCRIPTS = ['start', 'token', 'migrate', 'devCerts', 'backup', 'restore', 'opsReport'];
+const SCRIPTS = ['start', 'token', 'migrate', 'devCerts', 'backup', 'restore', 'opsReport', 'seed'];
 const [name] = process.argv.splice(2, 1);
 if (!SCRIPTS.includes(name)) {
   process.stderr.write(`usage: node scripts/run.mjs <${SCRIPTS.join('|')}> [arguments]\n`);

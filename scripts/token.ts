@@ -6,9 +6,8 @@
  * For use with grpcurl: -H "authorization: Bearer $(npm run -s token -- --roles monitor --sites SITE-A)".
  */
 import { parseArgs } from 'node:util';
-import { createDatabasePool } from '@clinical/db';
-import { mintToken, openSession, ROLES, type Role } from '@clinical/server-kit';
-import { settingOf } from './devEnvironment.js';
+import { ROLES, type Role } from '@clinical/server-kit';
+import { devTokenProblems, DevTokenError, mintDevTokens, unknownRoles } from './devTokens.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,13 +19,10 @@ const { values } = parseArgs({
 });
 
 const roles = values.roles.split(',').map((role) => role.trim());
-const unknown = roles.filter((role) => !(ROLES as readonly string[]).includes(role));
-const secret = settingOf('JWT_SECRET');
-const databaseUrl = settingOf('DATABASE_URL');
+const unknown = unknownRoles(roles);
 const problems = [
   ...(unknown.length > 0 ? [`--roles: unknown ${unknown.join(', ')} (known: ${ROLES.join(', ')})`] : []),
-  ...(secret ? [] : ['JWT_SECRET is not set (run `npm start` first, or export it)']),
-  ...(databaseUrl ? [] : ['DATABASE_URL is not set (run `npm start` first, or export it)']),
+  ...devTokenProblems(),
   ...(/^\d+$/.test(values.ttl) ? [] : ['--ttl: seconds, a whole number']),
 ];
 if (problems.length > 0) {
@@ -34,24 +30,20 @@ if (problems.length > 0) {
   process.exit(78);
 }
 
-const ttlSeconds = Number(values.ttl);
-const sites = values.sites === '*' ? '*' : values.sites.split(',').map((site) => site.trim());
-const { token, sid } = await mintToken({
-  secret: secret as string,
-  issuer: process.env.JWT_ISSUER ?? 'clinical-platform',
-  audience: process.env.JWT_AUDIENCE ?? 'clinical-data-services',
-  sub: values.sub,
-  roles: roles as Role[],
-  sites,
-  ttlSeconds,
-});
-let pool;
 try {
-  pool = await createDatabasePool({ connectionUri: databaseUrl as string, maximumPoolSize: 1, connectionTimeoutMs: 3_000 });
+  const [token] = await mintDevTokens([
+    {
+      sub: values.sub,
+      roles: roles as Role[],
+      sites: values.sites === '*' ? '*' : values.sites.split(',').map((site) => site.trim()),
+      ttlSeconds: Number(values.ttl),
+    },
+  ]);
+  process.stdout.write(`${token}\n`);
 } catch (error) {
-  console.error(`token: the database is not answering (${(error as Error).name}); is \`npm start\` running?`);
-  process.exit(69);
+  if (error instanceof DevTokenError) {
+    console.error(`token: ${error.message}`);
+    process.exit(error.exitCode);
+  }
+  throw error;
 }
-await openSession(pool, { sid, sub: values.sub, expiresAt: new Date(Date.now() + ttlSeconds * 1_000) });
-await pool.end();
-process.stdout.write(`${token}\n`);

@@ -47,4 +47,4 @@ EXPOSE 50051-50054
 # grpc.health.v1.Health/Check on this machine: exit 0 when SERVING (dist/healthcheck.mjs).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["node", "dist/healthcheck.mjs"]
 # The app's `npm start`; SIGTERM drains (health NOT_SERVING, in-flight calls finish) and exits 0.
-CMD ["node", "--enable-source-maps", "--max-old-space-size=128", "--import", "./dist/telemetry-register.mjs", "dist/main.mjs"]
+CMD ["node", "--enable-source-maps", "--max-old-space-size=128", "--max-semi-space-size=16", "--import", "./dist/telemetry-register.mjs", "dist/main.mjs"]

@@ -25,7 +25,7 @@ export async function selectSessions(
 
 /** Ends a session unless it has ended already, and returns it as it now stands; null when there is no such session. */
 export async function revokeOne(db: CommonQueryMethods, sid: string, revokedBy: string, reason: string): Promise<SessionRow | null> {
-  await db.query(sql.unsafe`
+  await db.query(sql.type(z.object({}))`
     UPDATE sessions SET revoked_at = now(), revoked_by = ${revokedBy}, revoke_reason = ${reason}
      WHERE sid = ${sid} AND revoked_at IS NULL
   `);

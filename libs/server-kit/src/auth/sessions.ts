@@ -65,7 +65,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
     writtenBackAt.set(sid, now());
     pool
-      .query(sql.unsafe`UPDATE sessions SET last_seen_at = now() WHERE sid = ${sid} AND revoked_at IS NULL`)
+      .query(sql.type(z.object({}))`UPDATE sessions SET last_seen_at = now() WHERE sid = ${sid} AND revoked_at IS NULL`)
       .catch(() => writtenBackAt.delete(sid));
   }
 
@@ -138,7 +138,7 @@ export interface NewSession {
  * services may check sessions, never open them.
  */
 export async function openSession(db: CommonQueryMethods, session: NewSession): Promise<void> {
-  await db.query(sql.unsafe`
+  await db.query(sql.type(z.object({}))`
     INSERT INTO sessions (sid, sub, expires_at) VALUES (${session.sid}, ${session.sub}, ${session.expiresAt.toISOString()}::timestamptz)
   `);
 }

@@ -54,33 +54,35 @@ export function createAuthenticator(options: {
   readonly serviceIdentities?: ReadonlySet<string>;
   readonly onRefused?: (refusal: CallRefusal) => void;
 }): Authenticator {
+  type Call = Parameters<Authenticator>[0];
+  // Declared once, not per call: nearly every call is admitted, and only a refusal needs them.
+  const refuse = (call: Call, methodPath: string, error: UnauthenticatedError | PermissionDeniedError, subject?: string): never => {
+    options.onRefused?.({
+      action: error instanceof PermissionDeniedError ? 'AUTHORIZE' : 'AUTHENTICATE',
+      reason: error.message,
+      subject,
+      method: methodPath,
+      clientIp: clientIpOf(call),
+    });
+    throw error;
+  };
+  const authorize = (call: Call, methodPath: string, principal: Principal): Principal => {
+    try {
+      requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
+    } catch (error) {
+      refuse(call, methodPath, error as PermissionDeniedError, principal.sub);
+    }
+    return principal;
+  };
   return async function authenticate(call, methodPath) {
-    const refuse = (error: UnauthenticatedError | PermissionDeniedError, subject?: string): never => {
-      options.onRefused?.({
-        action: error instanceof PermissionDeniedError ? 'AUTHORIZE' : 'AUTHENTICATE',
-        reason: error.message,
-        subject,
-        method: methodPath,
-        clientIp: clientIpOf(call),
-      });
-      throw error;
-    };
-    const authorize = (principal: Principal): Principal => {
-      try {
-        requireRole(principal, options.policies.get(methodPath)?.roles ?? []);
-      } catch (error) {
-        refuse(error as PermissionDeniedError, principal.sub);
-      }
-      return principal;
-    };
     const header = call.metadata.get('authorization');
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match?.[1]) {
       const identity = options.serviceIdentities?.size ? call.metadata.get(PEER_IDENTITY_HEADER) : undefined;
       if (typeof identity === 'string' && options.serviceIdentities?.has(identity)) {
-        return authorize(servicePrincipal(identity));
+        return authorize(call, methodPath, servicePrincipal(identity));
       }
-      return refuse(new UnauthenticatedError('missing bearer token'));
+      return refuse(call, methodPath, new UnauthenticatedError('missing bearer token'));
     }
     // A remembered token answers without a promise (nearly every call): under
     // OpenTelemetry each await costs async-hook calls.
@@ -90,13 +92,13 @@ export function createAuthenticator(options: {
       principal = verified instanceof Promise ? await verified : verified;
     } catch (error) {
       if (error instanceof UnauthenticatedError) {
-        refuse(error);
+        refuse(call, methodPath, error);
       }
       throw error;
     }
     if (!(await options.sessions.isActive(principal.sid))) {
-      refuse(new UnauthenticatedError('session expired or revoked'), principal.sub);
+      refuse(call, methodPath, new UnauthenticatedError('session expired or revoked'), principal.sub);
     }
-    return authorize(principal);
+    return authorize(call, methodPath, principal);
   };
 }

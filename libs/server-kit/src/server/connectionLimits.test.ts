@@ -2,6 +2,7 @@ import * as http2 from 'node:http2';
 import { analyticsV1 } from '@clinical/contracts';
 import { ChannelCredentials, createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
+import { eventually } from '@clinical/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../config/loadConfig.js';
 import { loadServiceConfig } from '../config/serviceConfig.js';
@@ -97,18 +98,13 @@ async function expectServing(channel: Channel): Promise<void> {
   expect((await createClient(HealthDefinition, channel).check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
 }
 
-/** Repeats `attempt` every 20 ms until it resolves (or 60 s have passed). */
-async function eventually<T>(attempt: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) {
-        throw error;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+/** True once a health check over `channel` answers SERVING; undefined while it fails (for eventually()). */
+async function servesOver(channel: Channel): Promise<true | undefined> {
+  try {
+    await expectServing(channel);
+    return true;
+  } catch {
+    return undefined;
   }
 }
 
@@ -245,14 +241,18 @@ describe('the connection count', () => {
 
       second.close();
       // The server counts the connection out once it sees it close: a new one gets in from then on.
-      await eventually(async () => {
-        const next = ownChannel(service.address);
-        try {
-          await expectServing(next);
-        } finally {
-          next.close();
-        }
-      });
+      await eventually(
+        async () => {
+          const next = ownChannel(service.address);
+          try {
+            return await servesOver(next);
+          } finally {
+            next.close();
+          }
+        },
+        60_000,
+        'a new connection once one has closed',
+      );
       await expectServing(first);
     } finally {
       first.close();
@@ -294,7 +294,7 @@ describe('connection age', () => {
     const raw = rawConnection(service.address);
     expect(await raw.goaway).toEqual({ code: http2.constants.NGHTTP2_NO_ERROR, data: 'max_age' });
     await raw.closed;
-    await eventually(() => expectServing(service.channel));
+    await eventually(() => servesOver(service.channel), 60_000, 'serving after the old connection went away');
   });
 });
 

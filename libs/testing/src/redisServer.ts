@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,14 +10,23 @@ export interface RedisServer {
   readonly port: number;
   /** redis:// or rediss:// (with TLS), host localhost. */
   readonly url: string;
-  /** Starts it again on the same port (empty: it keeps nothing on disk). */
-  start(): Promise<void>;
+  /**
+   * Starts it again on the same port: empty, unless it keeps its data on disk
+   * (`persistent`) and is not asked to come back `empty` (its files removed first).
+   */
+  start(options?: { readonly empty?: boolean }): Promise<void>;
   /** Stops it with `signal` and waits for it to be gone. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   remove(): Promise<void>;
 }
 
 export interface RedisServerOptions {
+  /**
+   * Keeps its data in an append-only file synced on every write, as a
+   * production Redis with persistence does: a restart, even after SIGKILL,
+   * comes back with every key it acknowledged.
+   */
+  readonly persistent?: boolean;
   /** Serves TLS only (`--port 0 --tls-port`); with `requireClientCertificates`, clients must show one signed by `caFile`. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string; readonly requireClientCertificates: boolean };
 }
@@ -43,13 +52,14 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-/** Starts a redis-server from the PATH on a free port, keeping nothing on disk. */
+/** Starts a redis-server from the PATH on a free port, keeping nothing on disk unless `persistent`. */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'redis-'));
   const tls = options.tls;
   const args = [
-    '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+    '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+    ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
     ...(tls
       ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile,
          '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', tls.requireClientCertificates ? 'yes' : 'no']
@@ -59,7 +69,11 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const server: RedisServer = {
     port,
     url: `${tls ? 'rediss' : 'redis'}://localhost:${port}`,
-    async start() {
+    async start(startOptions = {}) {
+      if (startOptions.empty) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+      }
       child = spawn('redis-server', args, { stdio: 'ignore' });
       const started = child;
       const deadline = Date.now() + 30_000;

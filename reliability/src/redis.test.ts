@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkDatabase } from './harness/checks.js';
+import { startMixedLoad } from './harness/load.js';
+import { scrapeMetrics, sumOf } from './harness/metrics.js';
+import { report, summarizeCalls } from './harness/report.js';
+import { startReliabilityStack, type ReliabilityStack } from './harness/stack.js';
+
+/**
+ * Redis is a cache and a place for shared counters, never the truth: losing
+ * it under load fails no call, and getting it back (with its old data, or
+ * with none) serves nothing stale and logs nobody out.
+ */
+let stack: ReliabilityStack;
+
+beforeAll(async () => {
+  // Persistent, as a production Redis is: a restart brings back every entry it held, old ones included.
+  stack = await startReliabilityStack({ redis: { persistent: true } });
+});
+
+afterAll(async () => {
+  await stack?.remove();
+});
+
+const cacheHits = async () => sumOf(await scrapeMetrics(stack.services['patient-svc']), 'clinical_cache_lookups_total', { cache_result: 'hit' });
+
+describe('Redis', () => {
+  it('killed (SIGKILL) under load and restarted with its old data: no call fails, nothing stale is served, caching resumes', async () => {
+    const load = await startMixedLoad(stack);
+    await load.progress(300, 'before the fault');
+    const killedAt = Date.now();
+    await stack.redis.stop('SIGKILL');
+    // Writes while Redis is away cannot invalidate what it held; reads must not be shadowed by it afterwards.
+    await load.progress(600, 'while Redis is down');
+    await stack.redis.start();
+    const restartedAt = Date.now();
+    const hitsAtRestart = await cacheHits();
+    await load.progress(400, 'after Redis returned');
+    const hitsAfter = await cacheHits();
+    await load.stop();
+
+    const calls = summarizeCalls(load);
+    const database = await checkDatabase(stack, load);
+    report('redis killed and restarted', calls, database, {
+      downForMs: restartedAt - killedAt,
+      cacheHitsAfterReturn: hitsAfter - hitsAtRestart,
+    });
+    expect(calls.failuresByCode).toEqual({});
+    expect(database.violations).toEqual([]);
+    expect(hitsAfter).toBeGreaterThan(hitsAtRestart);
+  });
+
+  it('restarted empty under load: no caller is logged out, no call fails', async () => {
+    const load = await startMixedLoad(stack);
+    await load.progress(300, 'before the fault');
+    await stack.redis.stop('SIGKILL');
+    await stack.redis.start({ empty: true });
+    const restartedAt = Date.now();
+    await load.progress(400, 'after Redis came back empty');
+    await load.stop();
+
+    const calls = summarizeCalls(load);
+    const database = await checkDatabase(stack, load);
+    report('redis restarted empty', calls, database, { restartedAt: new Date(restartedAt).toISOString() });
+    expect(calls.failuresByCode).toEqual({});
+    expect(database.violations).toEqual([]);
+  });
+});

@@ -4,6 +4,7 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
@@ -98,6 +99,8 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
       // Statements go out with their $n placeholders; values are never attached.
       new PgInstrumentation({ enhancedDatabaseReporting: false }),
       new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),
+      // Event-loop delay and utilisation, heap and GC: what says a process is saturated or leaking.
+      ...(meters ? [new RuntimeNodeInstrumentation()] : []),
     ],
   });
   const handle: TelemetryHandle = {

@@ -114,8 +114,9 @@ export async function startReliabilityStack(options: ReliabilityStackOptions = {
   const db = await createDatabasePool({ connectionUri: databaseUrl, maximumPoolSize: 4, statementTimeoutMs: 120_000 });
   const jwtSecret = randomBytes(32).toString('base64url');
 
+  const { NODE_OPTIONS: _ignored, REDIS_CLUSTER_NODES: _cluster, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...inherited,
     DATABASE_URL: databaseUrl,
     REDIS_URL: redis.url,
     STATE_STORE: 'redis',
@@ -127,8 +128,6 @@ export async function startReliabilityStack(options: ReliabilityStackOptions = {
     RATE_LIMIT_POINTS: '100000000',
     ...options.serviceEnv,
   };
-  delete env.NODE_OPTIONS;
-  delete env.REDIS_CLUSTER_NODES;
 
   const services = {} as Record<ServiceName, ServiceProcess>;
   for (const name of SERVICE_NAMES) {

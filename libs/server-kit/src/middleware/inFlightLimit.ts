@@ -1,13 +1,33 @@
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import * as grpc from '@grpc/grpc-js';
 import { isAbortError } from 'abort-controller-x';
 import { ServerError, Status, type ServerMiddleware } from 'nice-grpc';
-import { RichServerError } from 'nice-grpc-error-details';
+import { RetryInfo, RichServerError } from 'nice-grpc-error-details';
 import type { MethodPolicies } from '../server/defineService.js';
 import type { CallMetrics } from '../telemetry/serviceMetrics.js';
 import { retryDelay } from './edgeErrors.js';
 
 const RETRY_AFTER_MS = 200;
+const OVERLOADED = 'the server is overloaded; retry later';
+
+/**
+ * The grpc-status-details-bin of a shed call, encoded once: google.rpc.Status
+ * { code, message, details: [Any(RetryInfo)] }, as errorDetailsServerMiddleware
+ * would encode the RichServerError the middleware throws.
+ */
+const SHED_STATUS_DETAILS = (() => {
+  const retryInfo = RetryInfo.encode(retryDelay(RETRY_AFTER_MS)).finish();
+  const any = new BinaryWriter().uint32(10).string('type.googleapis.com/google.rpc.RetryInfo').uint32(18).bytes(retryInfo).finish();
+  return Buffer.from(new BinaryWriter().uint32(8).int32(Status.UNAVAILABLE).uint32(18).string(OVERLOADED).uint32(26).bytes(any).finish());
+})();
 
 export interface InFlightLimit {
+  /**
+   * Sheds a call as it arrives, before it is decoded, traced or handed to a
+   * middleware: under overload, refusing must cost far less than serving,
+   * or the refusals themselves take the CPU the admitted calls need.
+   */
+  readonly interceptor: grpc.ServerInterceptor;
   readonly middleware: ServerMiddleware;
   /** The calls in flight now (those with a policy) and their summed cost. */
   state(): { readonly calls: number; readonly cost: number };
@@ -62,7 +82,7 @@ export function createInFlightLimit(options: {
         if (inFlight + cost > budget) {
           options.onShed();
           metrics?.shed(path);
-          throw new RichServerError(Status.UNAVAILABLE, 'the server is overloaded; retry later', [retryDelay(RETRY_AFTER_MS)]);
+          throw new RichServerError(Status.UNAVAILABLE, OVERLOADED, [retryDelay(RETRY_AFTER_MS)]);
         }
         inFlight += cost;
         calls += 1;
@@ -82,5 +102,26 @@ export function createInFlightLimit(options: {
       metrics?.ended(path, status ?? Status.CANCELLED, (performance.now() - startedAt) / 1_000);
     }
   };
-  return { middleware, state: () => ({ calls, cost: inFlight }) };
+  const interceptor: grpc.ServerInterceptor = (method, call) => {
+    const cost = policies.get(method.path)?.cost;
+    if (cost === undefined || inFlight + cost <= budget) {
+      // grpc-js chains interceptors by reduce: handing the call on unchanged adds no layer to an admitted call.
+      return call as grpc.ServerInterceptingCall;
+    }
+    options.onShed();
+    metrics?.shed(method.path);
+    metrics?.ended(method.path, Status.UNAVAILABLE, 0);
+    return new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata() {
+            const trailer = new grpc.Metadata();
+            trailer.set('grpc-status-details-bin', SHED_STATUS_DETAILS);
+            call.sendStatus({ code: grpc.status.UNAVAILABLE, details: OVERLOADED, metadata: trailer });
+          },
+        });
+      },
+    });
+  };
+  return { interceptor, middleware, state: () => ({ calls, cost: inFlight }) };
 }

@@ -297,7 +297,12 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   inFlight = inFlightLimit.state;
   const health = HealthState();
   const server = withListenerLimits(
-    createServer(withConnectionLimits(transport.serverOptions, config.connectionLimits))
+    createServer(
+      withConnectionLimits(
+        { ...transport.serverOptions, interceptors: [...(transport.serverOptions.interceptors ?? []), inFlightLimit.interceptor] },
+        config.connectionLimits,
+      ),
+    )
       .use(errorDetailsServerMiddleware)
       .use(inFlightLimit.middleware)
       .use(edgeErrorMiddleware(logger)),

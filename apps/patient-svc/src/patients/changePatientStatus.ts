@@ -10,7 +10,7 @@ import {
   type ServiceRuntime,
 } from '@clinical/server-kit';
 import { applyGuardedUpdate } from './applyGuardedUpdate.js';
-import { cacheWrittenPatients } from './patientCache.js';
+import { cacheAnsweredPatient } from './patientCache.js';
 import { selectPatient } from './patientQueries.js';
 import { statusToName, toPatientMessage, versionOfEtag, type StatusName } from './patientRecord.js';
 import { canTransition } from './statusTransitions.js';
@@ -42,7 +42,8 @@ export function changePatientStatusHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
 
     const patientId = request.patientId.toLowerCase();
-    let rowVersion: string | undefined;
+    // What this call's own attempt wrote and answered (a transaction retried by Slonik may run it more than once).
+    let written: { answer: patientV1.ChangePatientStatusResponse; rowVersion: string } | undefined;
     const response = await runAuditedMutation(
       runtime,
       context,
@@ -69,13 +70,13 @@ export function changePatientStatusHandler(runtime: ServiceRuntime) {
           expectedVersion: current.row_version,
           changes: { status: target },
         });
-        rowVersion = row.row_version;
-        return { patient: toPatientMessage(row) };
+        const answer = { patient: toPatientMessage(row) };
+        written = { answer, rowVersion: row.row_version };
+        return answer;
       },
     );
-    if (response.patient && rowVersion) {
-      await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);
-    }
+    // Any other answer is a retry's stored first response (its writing attempt may have rolled back, or been another call's).
+    await cacheAnsweredPatient(runtime, response.patient, written?.answer === response ? written.rowVersion : undefined);
     return response;
   };
 }

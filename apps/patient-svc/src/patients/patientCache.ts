@@ -48,3 +48,24 @@ export async function cacheWrittenPatients(
     ),
   );
 }
+
+/**
+ * Caches what a write of an existing patient answered: the row it wrote
+ * (`rowVersion`), after commit. An answer that is the stored first response
+ * of its request_id (a retry; no `rowVersion`) removes the entry instead: the
+ * attempt that committed may never have cached its row (its process died
+ * between the commit and the cache write), so the entry may still hold the
+ * record from before the write the caller is now told of. A removal is
+ * always safe; storing the old answer could put back a record older than
+ * what the database holds by now.
+ */
+export async function cacheAnsweredPatient(runtime: ServiceRuntime, patient: patientV1.Patient | undefined, rowVersion: string | undefined): Promise<void> {
+  if (!patient) {
+    return;
+  }
+  if (rowVersion) {
+    await cacheWrittenPatients(runtime, [{ patient, rowVersion }]);
+  } else {
+    await runtime.cache.invalidate(patientCacheKey(patient.patientId));
+  }
+}

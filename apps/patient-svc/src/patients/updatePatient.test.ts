@@ -6,6 +6,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patientServiceModule } from '../patientServiceModule.js';
 import { expectStatus, newPatient } from '../testing/fixtures.js';
+import { patientCacheKey, patientCodec } from './patientCache.js';
+import { versionOfEtag } from './patientRecord.js';
 
 const { PatientStatus } = patientV1;
 
@@ -28,6 +30,18 @@ afterAll(async () => {
   await admin?.end();
   await service?.stop();
 });
+
+/**
+ * Puts `patient` (an earlier version) back in the cache, as it stays when the
+ * process that committed a write died before its cache write.
+ */
+async function cacheAsBeforeTheWrite(patient: patientV1.Patient): Promise<void> {
+  const { cache, config } = service.running.runtime;
+  const key = patientCacheKey(patient.patientId);
+  await cache.invalidate(key);
+  await cache.store(key, patientCodec, config.cacheTtlSeconds.patient, { value: patient, version: Number(versionOfEtag(patient.etag)) });
+  expect((await client.getPatient({ patientId: patient.patientId })).patient).toEqual(patient);
+}
 
 describe('UpdatePatient', () => {
   it('changes only the masked fields, and a read right after sees the change (through the cache)', async () => {
@@ -101,6 +115,16 @@ describe('UpdatePatient', () => {
     expect(error.details).toContain(message);
   });
 
+  it('a retry answered with the first response leaves no older record cached behind it', async () => {
+    const patient = await created();
+    const request = { patient: { ...patient, treatmentArm: 'ARM-RETRIED' }, updateMask: ['treatment_arm'], reason: '', requestId: randomUUID() };
+    const { patient: updated } = await client.updatePatient(request);
+    await cacheAsBeforeTheWrite(patient);
+    const { patient: retried } = await client.updatePatient(request);
+    expect(retried).toEqual(updated);
+    expect((await client.getPatient({ patientId: patient.patientId })).patient).toEqual(updated);
+  });
+
   it('answers a patient at another site as NOT_FOUND, like a missing one', async () => {
     const other = service.client(patientV1.PatientServiceDefinition, await service.token({ sub: 'b', roles: ['coordinator'], sites: ['SITE-B'] }));
     const patient = await created();
@@ -157,6 +181,16 @@ describe('ChangePatientStatus', () => {
       client.changePatientStatus({ patientId: patient.patientId, status: to, reason: 'try', etag: patient.etag, requestId: '' }),
       Status.FAILED_PRECONDITION,
     );
+  });
+
+  it('a retry answered with the first response leaves no older record cached behind it', async () => {
+    const patient = await created();
+    const request = { patientId: patient.patientId, status: PatientStatus.PATIENT_STATUS_COMPLETED, reason: 'last visit', etag: patient.etag, requestId: randomUUID() };
+    const { patient: changed } = await client.changePatientStatus(request);
+    await cacheAsBeforeTheWrite(patient);
+    const { patient: retried } = await client.changePatientStatus(request);
+    expect(retried).toEqual(changed);
+    expect((await client.getPatient({ patientId: patient.patientId })).patient).toEqual(changed);
   });
 
   it('never leaves a final status', async () => {

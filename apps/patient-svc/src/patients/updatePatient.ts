@@ -8,7 +8,7 @@ import {
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
-import { cacheWrittenPatients } from './patientCache.js';
+import { cacheAnsweredPatient } from './patientCache.js';
 import type { PatientChanges } from './patientQueries.js';
 import { toPatientMessage, versionOfEtag } from './patientRecord.js';
 import { applyGuardedUpdate } from './applyGuardedUpdate.js';
@@ -88,7 +88,8 @@ export function updatePatientHandler(runtime: ServiceRuntime) {
     v.uuid('request_id', request.requestId, false);
     v.throwIfInvalid();
 
-    let rowVersion: string | undefined;
+    // What this call's own attempt wrote and answered (a transaction retried by Slonik may run it more than once).
+    let written: { answer: patientV1.UpdatePatientResponse; rowVersion: string } | undefined;
     const response = await runAuditedMutation(
       runtime,
       context,
@@ -105,13 +106,13 @@ export function updatePatientHandler(runtime: ServiceRuntime) {
           expectedVersion: expectedVersion as string,
           changes,
         });
-        rowVersion = row.row_version;
-        return { patient: toPatientMessage(row) };
+        const answer = { patient: toPatientMessage(row) };
+        written = { answer, rowVersion: row.row_version };
+        return answer;
       },
     );
-    if (response.patient && rowVersion) {
-      await cacheWrittenPatients(runtime, [{ patient: response.patient, rowVersion }]);
-    }
+    // Any other answer is a retry's stored first response (its writing attempt may have rolled back, or been another call's).
+    await cacheAnsweredPatient(runtime, response.patient, written?.answer === response ? written.rowVersion : undefined);
     return response;
   };
 }

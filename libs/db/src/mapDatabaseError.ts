@@ -44,6 +44,27 @@ function pgFields(error: unknown): PgErrorFields {
   return {};
 }
 
+/**
+ * Node's codes for a connection to the database that broke or could not be
+ * made. The driver hands them on as they are (`read ECONNRESET`, with no
+ * SQLSTATE): a server that died without closing its sessions (an immediate
+ * shutdown, a crash, a failover), or a network path that reset them.
+ */
+const CONNECTION_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** Whether `error` (or a cause of it) is the driver reporting its connection broken at the socket. */
+function connectionBroken(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
+    const { code } = current as Error & { code?: unknown };
+    if (typeof code === 'string' && CONNECTION_ERRNO.has(code)) {
+      return true;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** Column names from a key violation's detail: `Key (a, b)=(...) ...` gives [a, b]; values are dropped. */
 function keyColumns(detail: string | undefined): string[] {
   const match = /^Key \(([^)]+)\)=/.exec(detail ?? '');
@@ -58,7 +79,11 @@ function keyColumns(detail: string | undefined): string[] {
 export function mapDatabaseError(error: unknown): DomainError | undefined {
   if (!(error instanceof SlonikError)) {
     const { code } = pgFields(error);
-    return code ? mapSqlState(code, error) : undefined;
+    if (code) {
+      return mapSqlState(code, error);
+    }
+    // Slonik passes a socket's failure through unwrapped: the database is away, not the request at fault.
+    return connectionBroken(error) ? new UnavailableError('a connection to the database was lost, retry later', { cause: error }) : undefined;
   }
   const fields = pgFields(error);
   if (error instanceof UniqueIntegrityConstraintViolationError) {
@@ -139,6 +164,14 @@ function mapSqlState(code: string, cause: unknown): DomainError | undefined {
   // Class 54: program limits (a JSON document nested too deep, too many columns).
   if (code.startsWith('54')) {
     return new InvalidArgumentError({ field: 'request', description: `exceeds a database limit (SQLSTATE ${code})` }, { cause });
+  }
+  // 25006 read_only_sql_transaction: a write reached a server that takes none (default_transaction_read_only set
+  // by an operator, a primary demoted or a hot standby during a failover). Nothing was written, and the request is
+  // not at fault: the same request succeeds once the database takes writes again, so the caller is told to retry
+  // (with the same request_id), as for a database that is down. FAILED_PRECONDITION would tell it not to retry
+  // until it has changed something itself, and INTERNAL would page someone for an operator's planned state.
+  if (code === '25006') {
+    return new UnavailableError('database is read-only for now, retry later', { cause });
   }
   if (code === '42501') {
     return new PermissionDeniedError('operation not permitted', { cause });

@@ -26,6 +26,15 @@ export async function withAuditedClient<T>(
   } catch (error) {
     throw new UnavailableError('database unavailable, retry later', { cause: error });
   }
+  // pg's pool listens for a connection's 'error' only while it is idle: one checked out that breaks
+  // (PostgreSQL shut down or restarted, its backend terminated), even between two statements, would
+  // emit an 'error' nobody handles, and end the process. Heard here, it fails this call (its
+  // statements get the error too) and the connection is discarded instead of returned.
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     await client.query(
@@ -36,10 +45,16 @@ export async function withAuditedClient<T>(
     );
     const result = await handler(client);
     await client.query('COMMIT');
+    client.off('error', onError);
     client.release();
     return result;
   } catch (error) {
-    client.release((await rollback(client)) ? undefined : true);
+    const reusable = !broken && (await rollback(client));
+    if (reusable) {
+      client.off('error', onError);
+    }
+    // A broken connection keeps the listener: the pool ends it, and whatever it still emits is nobody's concern.
+    client.release(reusable ? undefined : true);
     throw error;
   }
 }

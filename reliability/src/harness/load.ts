@@ -93,7 +93,7 @@ const DEFAULT_MIX: Record<OperationKind, number> = {
 };
 
 /** Codes a well-behaved client retries (with the same request_id for a write). */
-const RETRYABLE = new Set<Status>([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.ABORTED, Status.RESOURCE_EXHAUSTED]);
+export const RETRYABLE = new Set<Status>([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.ABORTED, Status.RESOURCE_EXHAUSTED]);
 
 const PROTOCOL = 'PROTO-R';
 const BATCH_SIZE = 50;
@@ -112,6 +112,12 @@ export interface MixedLoad {
   stop(): Promise<void>;
   /** Each patient's treatment arm as its caller last saw it acknowledged (patients whose last update was given up aside). */
   expectedArms(): ReadonlyMap<string, string>;
+  /**
+   * Adds an operation a scenario made itself beside the callers (a stream
+   * held open across a fault, say), so that the checks hold it to the same
+   * account as theirs. Not counted by acknowledged() or progress().
+   */
+  adopt(operation: Operation): void;
 }
 
 interface PatientState {
@@ -294,7 +300,9 @@ export async function startMixedLoad(stack: ReliabilityStack, options: LoadOptio
           break;
         case 'RecordVitals': {
           const requestId = randomUUID();
-          await run('RecordVitals', (callOptions) => vitals.recordVitals({ requestId, reading: reading(patient.patientId, requestId, 0) }, callOptions), {
+          // Made once: a retry is the same request (reading() stamps the time), or the service rightly refuses its request_id.
+          const single = reading(patient.patientId, requestId, 0);
+          await run('RecordVitals', (callOptions) => vitals.recordVitals({ requestId, reading: single }, callOptions), {
             requestId,
             readings: 1,
           });
@@ -302,7 +310,7 @@ export async function startMixedLoad(stack: ReliabilityStack, options: LoadOptio
         }
         case 'BatchRecordVitals': {
           const requestId = randomUUID();
-          const readings = Array.from({ length: BATCH_SIZE }, (_, i) => reading(own[i % own.length]!.patientId, requestId, i));
+          const readings = Array.from({ length: BATCH_SIZE }, (_, i) => reading((own[i % own.length] as PatientState).patientId, requestId, i));
           await run('BatchRecordVitals', (callOptions) => vitals.batchRecordVitals({ requestId, readings }, callOptions), {
             requestId,
             readings: BATCH_SIZE,
@@ -374,6 +382,9 @@ export async function startMixedLoad(stack: ReliabilityStack, options: LoadOptio
     },
     expectedArms() {
       return new Map(states.filter((state) => state.arm !== undefined).map((state) => [state.patientId, state.arm as string]));
+    },
+    adopt(operation) {
+      operations.push(operation);
     },
   };
 }

@@ -19,6 +19,14 @@ export interface OpenLoopResult {
   readonly messages: Readonly<Record<string, string>>;
 }
 
+function metadataOf(entries: Record<string, string>): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  for (const [key, value] of Object.entries(entries)) {
+    metadata.set(key, value);
+  }
+  return metadata;
+}
+
 const RETRY_INFO_TYPE = Buffer.from('type.googleapis.com/google.rpc.RetryInfo');
 
 /**
@@ -44,10 +52,7 @@ export async function runOpenLoop(options: {
     // A distinct option per client keeps grpc-js from sharing one subchannel between them.
     (_, index) => new grpc.Client(options.address, grpc.credentials.createInsecure(), { 'grpc.reliability_channel': index }),
   );
-  const metadata = new grpc.Metadata();
-  for (const [key, value] of Object.entries(options.metadata)) {
-    metadata.set(key, value);
-  }
+  const metadata = metadataOf(options.metadata);
   const request = Buffer.from(options.request);
   const calls: OpenLoopCall[] = [];
   const messages: Record<string, string> = {};
@@ -133,10 +138,7 @@ export async function runClosedLoop(options: {
   readonly deadlineMs: number;
 }): Promise<{ readonly rate: number; readonly calls: readonly OpenLoopCall[] }> {
   const client = new grpc.Client(options.address, grpc.credentials.createInsecure());
-  const metadata = new grpc.Metadata();
-  for (const [key, value] of Object.entries(options.metadata)) {
-    metadata.set(key, value);
-  }
+  const metadata = metadataOf(options.metadata);
   const request = Buffer.from(options.request);
   const calls: OpenLoopCall[] = [];
   const endAt = performance.now() + options.durationMs;

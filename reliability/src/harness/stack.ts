@@ -1,7 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { createDatabasePool, migrate } from '@clinical/db';
 import { mintToken, openSession, SERVICE_PROCESS_ARGUMENTS, SERVICES, type Role, type ServiceName } from '@clinical/server-kit';
 import {
   eventually,
+  freePort,
   startPostgresCluster,
   startRedisServer,
   type PostgresCluster,
@@ -21,16 +21,6 @@ import type { DatabasePool } from 'slonik';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** grpc.health.v1 Check over a raw channel: SERVING or not (any failure is not). */
 export function healthStatus(address: string, timeoutMs = 2_000): Promise<'SERVING' | 'NOT_SERVING' | 'DOWN'> {

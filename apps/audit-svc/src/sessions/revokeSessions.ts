@@ -2,7 +2,7 @@ import type { sessionV1 } from '@clinical/contracts';
 import { withAuditContext } from '@clinical/db';
 import { NotFoundError, UnavailableError } from '@clinical/errors';
 import { auditContextOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
-import { revokeAllOf, revokeOne } from './sessionQueries.js';
+import { endedSessionsOf, revokeAllOf, revokeOne } from './sessionQueries.js';
 import { REASON, SESSION_ID, toSessionMessage, USER } from './sessionRecord.js';
 
 /**
@@ -47,10 +47,13 @@ export function revokeUserSessionsHandler(runtime: ServiceRuntime) {
     v.string('user', request.user, USER);
     v.string('reason', request.reason, REASON);
     v.throwIfInvalid();
-    const sids = await withAuditContext(runtime.pool, auditContextOf(context, { reason: request.reason }), (transaction) =>
-      revokeAllOf(transaction, request.user, context.principal.sub, request.reason),
-    );
-    await tellTheCache(runtime, sids);
-    return { revokedCount: String(sids.length) };
+    const { revoked, ended } = await withAuditContext(runtime.pool, auditContextOf(context, { reason: request.reason }), async (transaction) => {
+      const newlyRevoked = await revokeAllOf(transaction, request.user, context.principal.sub, request.reason);
+      return { revoked: newlyRevoked, ended: await endedSessionsOf(transaction, request.user) };
+    });
+    // Every ended session, not only those this call ended: a retry after the cache could not be told
+    // revokes nothing new, and must still tell it of the sessions the first call ended.
+    await tellTheCache(runtime, ended);
+    return { revokedCount: String(revoked.length) };
   };
 }

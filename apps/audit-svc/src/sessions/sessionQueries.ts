@@ -32,6 +32,17 @@ export async function revokeOne(db: CommonQueryMethods, sid: string, revokedBy: 
   return db.maybeOne(sql.type(sessionRow)`SELECT ${COLUMNS} FROM sessions WHERE sid = ${sid}`);
 }
 
+/**
+ * The sessions of a user that are ended and have not run out: those a cached
+ * "live" could still let in, if the cache was not told of their end (Redis
+ * away when they were revoked, back later with its data).
+ */
+export async function endedSessionsOf(db: CommonQueryMethods, user: string): Promise<readonly string[]> {
+  return db.anyFirst(sql.type(z.object({ sid: z.string() }))`
+    SELECT sid FROM sessions WHERE sub = ${user} AND revoked_at IS NOT NULL AND expires_at > now()
+  `);
+}
+
 /** Ends every session of a user not ended yet; returns their ids. */
 export async function revokeAllOf(db: CommonQueryMethods, user: string, revokedBy: string, reason: string): Promise<readonly string[]> {
   return db.anyFirst(sql.type(z.object({ sid: z.string() }))`

@@ -70,6 +70,19 @@ describe('SessionService', () => {
     expect(times).toEqual([...times].sort((a, b) => b - a));
   });
 
+  it('a retry of RevokeUserSessions tells the session cache again, though it ends nothing new', async () => {
+    const token = await service.token({ sub: 'leaver-3', roles: ['auditor'], sites: '*' });
+    const trail = service.client(auditV1.AuditServiceDefinition, token);
+    await expect(trail.listAuditEvents({ pageSize: 1 })).resolves.toBeDefined();
+    expect((await sessions.revokeUserSessions({ user: 'leaver-3', reason: 'left the study team' })).revokedCount).toBe('1');
+    // As a Redis that was away when the first call told it, and came back with its data, holds it.
+    await service.running.runtime.redis!.set(`session:${sidOf(token)}`, 'live', 'EX', 3_600);
+    await expect(trail.listAuditEvents({ pageSize: 1 })).resolves.toBeDefined();
+
+    expect((await sessions.revokeUserSessions({ user: 'leaver-3', reason: 'left the study team' })).revokedCount).toBe('0');
+    await expectStatus(trail.listAuditEvents({ pageSize: 1 }), Status.UNAUTHENTICATED);
+  });
+
   it('answers NOT_FOUND for an unknown session, INVALID_ARGUMENT naming the field, and PERMISSION_DENIED to a non-admin', async () => {
     await expectStatus(sessions.revokeSession({ sessionId: randomUUID(), reason: 'x' }), Status.NOT_FOUND);
     expect((await expectStatus(sessions.revokeSession({ sessionId: randomUUID(), reason: '' }), Status.INVALID_ARGUMENT)).details).toMatch(/reason/);

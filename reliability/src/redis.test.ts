@@ -49,6 +49,29 @@ describe('Redis', () => {
     expect(hitsAfter).toBeGreaterThan(hitsAtRestart);
   });
 
+  it('down while writes commit, and the writing service restarted before Redis returns with its old data: no older entry is served', async () => {
+    const load = await startMixedLoad(stack);
+    await load.progress(300, 'before the fault');
+    await stack.redis.stop('SIGKILL');
+    // Updates commit while their cache entries cannot be invalidated; the process that knows it then stops.
+    await load.progress(300, 'while Redis is down');
+    const patientService = stack.services['patient-svc'];
+    const stopped = await patientService.kill('SIGTERM');
+    const stoppedAt = Date.now();
+    await stack.redis.start();
+    await patientService.start();
+    await load.progress(400, 'after Redis and patient-svc returned');
+    await load.stop();
+
+    const calls = summarizeCalls(load);
+    const database = await checkDatabase(stack, load);
+    report('redis down across a service restart', calls, database, { patientServiceExit: stopped, restartedMs: Date.now() - stoppedAt });
+    expect(stopped).toEqual({ code: 0, signal: null });
+    // Calls to patient-svc while it was stopped were refused (and retried); nothing else failed.
+    expect(Object.keys(calls.failuresByCode).filter((code) => code !== 'UNAVAILABLE')).toEqual([]);
+    expect(database.violations).toEqual([]);
+  });
+
   it('restarted empty under load: no caller is logged out, no call fails', async () => {
     const load = await startMixedLoad(stack);
     await load.progress(300, 'before the fault');

@@ -179,6 +179,34 @@ describe('createCache', () => {
     }
   });
 
+  it('leaves a key it could not repair in the journal, where the next process takes it over before serving', async () => {
+    const recorded = new Set<string>();
+    const journal = {
+      read: async () => [...recorded],
+      record: async (key: string) => void recorded.add(key),
+      forget: async (keys: readonly string[]) => keys.forEach((key) => recorded.delete(key)),
+    };
+    const { breaker, open } = manualBreaker();
+    const first = createCache({ redis, breaker, repairIntervalMs: 20, journal, onError: () => {} });
+    await first.store('k:journal', textCodec, 60, { value: 'v1', version: 1 });
+    // The write of v2 committed while Redis was refused, and this process stops before Redis answers again.
+    open();
+    await first.invalidate('k:journal');
+    await first.close();
+    expect(recorded).toEqual(new Set(['k:journal']));
+    expect(await redis.get('k:journal')).toContain('v1');
+
+    // The next process reads the journal before serving: it never returns v1, and deletes it.
+    const next = createCache({ redis, breaker: createCircuitBreaker(), repairIntervalMs: 20, journal });
+    try {
+      await next.restoreStale();
+      expect(await next.getOrLoad('k:journal', textCodec, 60, async () => ({ value: 'v2', version: 2 }))).toBe('v2');
+      await eventually(async () => (recorded.size === 0 && (await redis.exists('k:journal')) === 0 ? true : undefined));
+    } finally {
+      await next.close();
+    }
+  });
+
   it('keeps retrying while Redis is unreachable, and repairs a failed invalidate once it is back', async () => {
     const client = await testRedisClient();
     client.on('error', () => {});

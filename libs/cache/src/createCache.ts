@@ -33,6 +33,27 @@ export interface CacheOptions {
   readonly maxStaleKeys?: number;
   /** How often stale keys are retried (deleted from Redis). Default 1,000 ms. */
   readonly repairIntervalMs?: number;
+  /**
+   * Where stale keys are also written down outside the process, so that they
+   * outlive it: a process that stops before Redis answers again leaves them to
+   * whichever process reads the journal next (restoreStale, and every
+   * `journalPollMs`). Without one, a stale key lives in this process alone.
+   */
+  readonly journal?: StaleKeyJournal;
+  /** How often the journal is read for keys other processes marked. Default 5,000 ms. */
+  readonly journalPollMs?: number;
+}
+
+/**
+ * Stale keys kept where every process of every service can read them (a
+ * PostgreSQL table): a key whose store or invalidate failed is recorded, and
+ * forgotten once its entry is deleted from Redis.
+ */
+export interface StaleKeyJournal {
+  /** The keys recorded and not yet forgotten, at most `limit`. */
+  read(limit: number): Promise<readonly string[]>;
+  record(key: string): Promise<void>;
+  forget(keys: readonly string[]): Promise<void>;
 }
 
 /** Reported when more keys failed to store than the cache remembers: the oldest may stay stale in Redis until its TTL. */
@@ -63,6 +84,14 @@ export interface Cache {
   store<T>(key: string, codec: CacheCodec<T>, ttlSeconds: number, entry: Versioned<T>): Promise<void>;
   /** Removes a key (after commit). */
   invalidate(key: string): Promise<void>;
+  /**
+   * Takes in the stale keys of the journal (those other processes, or this
+   * service before a restart, could not repair): call it before serving, so
+   * that no read returns an entry a write could not invalidate. Nothing
+   * without a journal.
+   * @throws when the journal cannot be read.
+   */
+  restoreStale(): Promise<void>;
   /**
    * Stops the background repair of stale keys, after one last attempt at it
    * (while Redis is still connected): call it on shutdown.
@@ -156,6 +185,12 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
   let closed = false;
 
   function markStale(key: string): void {
+    options.journal?.record(key).catch(reportError);
+    holdStale(key);
+  }
+
+  /** Marks a key stale in this process (what markStale does besides writing it down). */
+  function holdStale(key: string): void {
     staleEpoch += 1;
     stale.delete(key);
     stale.set(key, staleEpoch);
@@ -194,25 +229,59 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
       }
       pass.push(entry);
     }
-    for (let start = 0; start < pass.length; start += REPAIR_BATCH) {
-      const batch = pass.slice(start, start + REPAIR_BATCH);
-      const results = await Promise.allSettled(batch.map(([key]) => store.remove(key)));
-      let firstFailure: PromiseRejectedResult | undefined;
-      batch.forEach(([key, mark], index) => {
-        const result = results[index];
-        if (result?.status === 'rejected') {
-          firstFailure ??= result;
-        } else if (stale.get(key) === mark) {
-          // A key marked again meanwhile (another failed write) stays for the next pass.
-          stale.delete(key);
-          staleEpoch += 1;
+    const repaired: string[] = [];
+    try {
+      for (let start = 0; start < pass.length; start += REPAIR_BATCH) {
+        const batch = pass.slice(start, start + REPAIR_BATCH);
+        const results = await Promise.allSettled(batch.map(([key]) => store.remove(key)));
+        let firstFailure: PromiseRejectedResult | undefined;
+        batch.forEach(([key, mark], index) => {
+          const result = results[index];
+          if (result?.status === 'rejected') {
+            firstFailure ??= result;
+          } else if (stale.get(key) === mark) {
+            // A key marked again meanwhile (another failed write) stays for the next pass.
+            stale.delete(key);
+            staleEpoch += 1;
+            repaired.push(key);
+          }
+        });
+        if (firstFailure) {
+          reportError(firstFailure.reason);
+          return;
         }
-      });
-      if (firstFailure) {
-        reportError(firstFailure.reason);
-        return;
+      }
+    } finally {
+      // Left in the journal when this fails: whoever reads it deletes the entry again, which is harmless.
+      if (repaired.length > 0) {
+        await options.journal?.forget(repaired).catch(reportError);
       }
     }
+  }
+
+  /** Takes in the journal's keys: reads of them skip Redis until the repair has deleted their entries. */
+  async function adoptJournal(): Promise<void> {
+    if (!options.journal) {
+      return;
+    }
+    for (const key of await options.journal.read(maxStaleKeys)) {
+      if (!stale.has(key)) {
+        holdStale(key);
+      }
+    }
+  }
+
+  let journalTimer: NodeJS.Timeout | undefined;
+  function pollJournal(): void {
+    if (closed || !options.journal) {
+      return;
+    }
+    journalTimer = setTimeout(() => {
+      void adoptJournal()
+        .catch(reportError)
+        .finally(pollJournal);
+    }, options.journalPollMs ?? 5_000);
+    journalTimer.unref();
   }
 
   /** Writes a value; throws on any failure (encoding included). */
@@ -277,8 +346,14 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
         markStale(key);
       }
     },
+    async restoreStale() {
+      await adoptJournal();
+      clearTimeout(journalTimer);
+      pollJournal();
+    },
     async close() {
       closed = true;
+      clearTimeout(journalTimer);
       clearTimeout(repairTimer);
       repairTimer = undefined;
       await repairOnce();

@@ -26,6 +26,7 @@ import { createServer } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { createRefusalAudit } from '../auth/refusalAudit.js';
+import { createStaleKeyJournal } from '../cache/staleKeyJournal.js';
 import { createSessionStore, type SessionStore } from '../auth/sessions.js';
 import { createTokenVerifier } from '../auth/tokens.js';
 import { ConfigError } from '../config/loadConfig.js';
@@ -200,7 +201,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     redis,
     breaker,
     cache: redis
-      ? createCache({ redis, breaker, onError: redisTrouble, onLookup })
+      ? createCache({ redis, breaker, onError: redisTrouble, onLookup, journal: createStaleKeyJournal(pool) })
       : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache'), onLookup }),
     sessions: createSessionStore({ pool, redis, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session, onCacheLookup }),
     rateLimiter: createRateLimiter({
@@ -246,13 +247,14 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     await runtime.accessRecorder.close().catch((error: unknown) => {
       logger.error({ pending: runtime.accessRecorder.stats().pending, error: describeError(error) }, 'access events lost at shutdown');
     });
+    // Last try at deleting cache entries a failed post-commit write left stale (forgetting them in
+    // the journal takes the pool); those it cannot delete stay in the journal for the next process.
+    await runtime.cache.close();
     // A call cut off by the grace period may still have a statement running: slonik's end
     // rejects with that statement's error, which at this point is nothing but a log line.
     await pool.end().catch((error: unknown) => {
       logger.warn({ error: describeError(error) }, 'a statement was still running when the pool closed');
     });
-    // Last try at deleting cache entries a failed post-commit write left stale.
-    await runtime.cache.close();
     redis?.disconnect();
   };
 
@@ -341,6 +343,8 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     binding.addTo(authenticated);
   }
 
+  // Entries a write could not invalidate before an earlier process stopped are not served.
+  await runtime.cache.restoreStale();
   const port = await server.listen(`${config.host}:${config.port}`, transport.credentials);
   const setStatus = (status: 'healthy' | 'unhealthy') => {
     health.setStatus(status);

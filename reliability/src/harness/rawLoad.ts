@@ -27,6 +27,20 @@ function metadataOf(entries: Record<string, string>): grpc.Metadata {
   return metadata;
 }
 
+/** One unary call of pre-encoded request bytes, its response left as bytes. */
+function callOnce(
+  client: grpc.Client,
+  method: string,
+  request: Buffer,
+  metadata: grpc.Metadata,
+  deadlineMs: number,
+  done: (error: grpc.ServiceError | null) => void,
+): void {
+  client.makeUnaryRequest(method, (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, request, metadata, { deadline: Date.now() + deadlineMs }, (error) =>
+    done(error),
+  );
+}
+
 const RETRY_INFO_TYPE = Buffer.from('type.googleapis.com/google.rpc.RetryInfo');
 
 /**
@@ -75,27 +89,19 @@ export async function runOpenLoop(options: {
     const begin = performance.now();
     drained.push(
       new Promise<void>((resolve) => {
-        client.makeUnaryRequest(
-          options.method,
-          (bytes: Buffer) => bytes,
-          (bytes: Buffer) => bytes,
-          request,
-          metadata,
-          { deadline: Date.now() + options.deadlineMs },
-          (error) => {
-            outstanding -= 1;
-            if (error) {
-              messages[grpc.status[error.code]] ??= error.details;
-            }
-            const details = error?.metadata?.get('grpc-status-details-bin')[0];
-            calls.push({
-              code: error ? error.code : grpc.status.OK,
-              latencyMs: performance.now() - begin,
-              retryInfo: Buffer.isBuffer(details) && details.includes(RETRY_INFO_TYPE),
-            });
-            resolve();
-          },
-        );
+        callOnce(client, options.method, request, metadata, options.deadlineMs, (error) => {
+          outstanding -= 1;
+          if (error) {
+            messages[grpc.status[error.code]] ??= error.details;
+          }
+          const details = error?.metadata?.get('grpc-status-details-bin')[0];
+          calls.push({
+            code: error ? error.code : grpc.status.OK,
+            latencyMs: performance.now() - begin,
+            retryInfo: Buffer.isBuffer(details) && details.includes(RETRY_INFO_TYPE),
+          });
+          resolve();
+        });
       }),
     );
   };
@@ -147,15 +153,7 @@ export async function runClosedLoop(options: {
     while (performance.now() < endAt) {
       const begin = performance.now();
       const code = await new Promise<grpc.status>((resolve) =>
-        client.makeUnaryRequest(
-          options.method,
-          (bytes: Buffer) => bytes,
-          (bytes: Buffer) => bytes,
-          request,
-          metadata,
-          { deadline: Date.now() + options.deadlineMs },
-          (error) => resolve(error ? error.code : grpc.status.OK),
-        ),
+        callOnce(client, options.method, request, metadata, options.deadlineMs, (error) => resolve(error ? error.code : grpc.status.OK)),
       );
       calls.push({ code, latencyMs: performance.now() - begin, retryInfo: false });
     }

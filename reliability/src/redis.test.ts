@@ -1,6 +1,8 @@
+import { auditV1, sessionV1 } from '@clinical/contracts';
+import { createChannel, createClient, Metadata, Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkDatabase } from './harness/checks.js';
-import { startMixedLoad } from './harness/load.js';
+import { codeOf, startMixedLoad } from './harness/load.js';
 import { scrapeMetrics, sumOf } from './harness/metrics.js';
 import { report, summarizeCalls } from './harness/report.js';
 import { startReliabilityStack, type ReliabilityStack } from './harness/stack.js';
@@ -72,7 +74,7 @@ describe('Redis', () => {
     expect(database.violations).toEqual([]);
   });
 
-  it('restarted empty under load: no caller is logged out, no call fails', async () => {
+  it('restarted empty under load: no caller is logged out, no call fails, and a revocation still bites on the next call', async () => {
     const load = await startMixedLoad(stack);
     await load.progress(300, 'before the fault');
     await stack.redis.stop('SIGKILL');
@@ -83,8 +85,32 @@ describe('Redis', () => {
 
     const calls = summarizeCalls(load);
     const database = await checkDatabase(stack, load);
-    report('redis restarted empty', calls, database, { restartedAt: new Date(restartedAt).toISOString() });
+    const revocation = await revokedOnNextCall();
+    report('redis restarted empty', calls, database, { restartedAt: new Date(restartedAt).toISOString(), revocation });
     expect(calls.failuresByCode).toEqual({});
     expect(database.violations).toEqual([]);
+    // Sessions refilled from PostgreSQL are still ended at once.
+    expect(revocation).toEqual({ before: 'OK', after: 'UNAUTHENTICATED' });
   });
 });
+
+/** A session used, revoked through SessionService, then used again: what each use got. */
+async function revokedOnNextCall(): Promise<{ before: string; after: string }> {
+  const token = await stack.token('reliability-leaver', ['auditor']);
+  const admin = await stack.token('reliability-security-officer', ['admin']);
+  const sid = (JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { sid: string }).sid;
+  const channel = createChannel(stack.services['audit-svc'].address);
+  try {
+    const trail = createClient(auditV1.AuditServiceDefinition, channel, { '*': { metadata: Metadata({ authorization: `Bearer ${token}` }) } });
+    const sessions = createClient(sessionV1.SessionServiceDefinition, channel, { '*': { metadata: Metadata({ authorization: `Bearer ${admin}` }) } });
+    const use = () => trail.listAuditEvents({ pageSize: 1 }).then(
+      () => 'OK',
+      (error: unknown) => Status[codeOf(error)],
+    );
+    const before = await use();
+    await sessions.revokeSession({ sessionId: sid, reason: 'left the study team' });
+    return { before, after: await use() };
+  } finally {
+    channel.close();
+  }
+}

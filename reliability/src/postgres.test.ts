@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { patientV1, vitalsV1 } from '@clinical/contracts';
 import { sql } from '@clinical/db';
 import { eventually } from '@clinical/testing';
@@ -19,8 +17,6 @@ import { SERVICE_NAMES, startReliabilityStack, type ReliabilityStack } from './h
  * retried with their request_id is stored exactly once, with its audit event.
  */
 let stack: ReliabilityStack;
-/** The directory of the cluster's own programs (pg_ctl next to the running postgres). */
-let postgresBin: string;
 
 /**
  * Low, so that a stall is held well past it within a short scenario: the
@@ -31,7 +27,6 @@ const STATEMENT_TIMEOUT_MS = 2_000;
 
 beforeAll(async () => {
   stack = await startReliabilityStack({ serviceEnv: { DATABASE_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS) } });
-  postgresBin = dirname(readlinkSync(`/proc/${stack.postgres.pid()}/exe`));
 });
 
 afterAll(async () => {
@@ -57,23 +52,6 @@ afterEach(async (context) => {
     }
   }
 });
-
-const exec = promisify(execFile);
-
-/**
- * pg_ctl on the stack's cluster, as its owner. Not stack.postgres.stop() and
- * start(): those wait synchronously, which would freeze this process's
- * callers for the whole shutdown and crash recovery, and so hide from the
- * load exactly the window under test.
- */
-async function pgCtl(...args: string[]): Promise<void> {
-  const { dataDir } = stack.postgres;
-  const owner = statSync(dataDir);
-  await exec(join(postgresBin, 'pg_ctl'), ['-D', dataDir, ...args], process.getuid?.() === 0 ? { uid: owner.uid, gid: owner.gid } : {});
-}
-
-const stopPostgres = (mode: 'fast' | 'immediate') => pgCtl('-m', mode, '-w', '-t', '120', 'stop');
-const startPostgres = () => pgCtl('-l', join(stack.postgres.dataDir, 'server.log'), '-w', '-t', '120', 'start');
 
 /** Failed attempts of `operations` that started at or after `from`. */
 function failuresSince(operations: readonly Operation[], from: number): number {
@@ -215,11 +193,11 @@ describe('PostgreSQL', () => {
       const load = await startMixedLoad();
       await load.progress(300, 'before the fault');
       const stoppedAt = Date.now();
-      await stopPostgres(mode);
+      await stack.postgres.stop(mode);
       const downAt = Date.now();
       // Down until the callers have seen it: calls made while nothing listens, not only the ones cut off.
       await eventually(async () => (failuresSince(load.operations, downAt) >= 20 ? true : undefined), 120_000, 'calls failing while PostgreSQL is down');
-      await startPostgres();
+      await stack.postgres.start();
       const returnedAt = Date.now();
       const acknowledgedAtReturn = load.acknowledged();
       await load.progress(300, 'after PostgreSQL returned');

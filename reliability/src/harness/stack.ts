@@ -147,7 +147,7 @@ export async function startReliabilityStack(options: ReliabilityStackOptions = {
       await Promise.all(SERVICE_NAMES.map((name) => services[name].kill('SIGKILL')));
       await db.end().catch(() => undefined);
       await redis.remove();
-      postgres.remove();
+      await postgres.remove();
       rmSync(workDir, { recursive: true, force: true });
     },
   };

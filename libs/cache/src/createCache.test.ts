@@ -48,11 +48,23 @@ afterAll(() => {
 
 describe('createCache', () => {
   it('makes one load for many concurrent misses, then serves hits without loading', async () => {
-    const cache = createCache({ redis, breaker: createCircuitBreaker() });
+    // The load is held until all 25 callers have missed (each is told of its miss just before it joins a load).
+    let misses = 0;
+    let allMissed: () => void = () => {};
+    const missed = new Promise<void>((resolve) => (allMissed = resolve));
+    const cache = createCache({
+      redis,
+      breaker: createCircuitBreaker(),
+      onLookup: (_key, hit) => {
+        if (!hit && (misses += 1) === 25) {
+          allMissed();
+        }
+      },
+    });
     let loads = 0;
     const load = async () => {
       loads += 1;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await missed;
       return { value: 'record-v1', version: 1 };
     };
     const results = await Promise.all(Array.from({ length: 25 }, () => cache.getOrLoad('k:concurrent', textCodec, 60, load)));
@@ -133,7 +145,8 @@ describe('createCache', () => {
       const load = async () => ({ value: `bad-${(loads += 1)}`, version: 1 });
       expect(await cache.getOrLoad('k:unencodable', pickyCodec, 60, load)).toBe('bad-1');
       expect(await cache.getOrLoad('k:unencodable', pickyCodec, 60, load)).toBe('bad-2');
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Both fills failed and were reported; a rejection left unhandled would have been raised by then.
+      await eventually(async () => (errors.length >= 2 ? true : undefined));
       expect(unhandled).toEqual([]);
       expect(errors.length).toBeGreaterThanOrEqual(2);
       expect(String(errors[0])).toContain('invalid int32');
@@ -210,7 +223,13 @@ describe('createCache', () => {
   it('keeps retrying while Redis is unreachable, and repairs a failed invalidate once it is back', async () => {
     const client = await testRedisClient();
     client.on('error', () => {});
-    const cache = createCache({ redis: client, breaker: createCircuitBreaker({ resetAfterMs: 50 }), repairIntervalMs: 20 });
+    const errors: unknown[] = [];
+    const cache = createCache({
+      redis: client,
+      breaker: createCircuitBreaker({ resetAfterMs: 50 }),
+      repairIntervalMs: 20,
+      onError: (error) => errors.push(error),
+    });
     try {
       await cache.store('k:gone-later', textCodec, 60, { value: 'old', version: 1 });
       // Redis unreachable: commands fail at once (no offline queue).
@@ -218,8 +237,9 @@ describe('createCache', () => {
       await cache.invalidate('k:gone-later');
       await cache.store('k:stored-later', textCodec, 60, { value: 'new', version: 5 });
       expect(await cache.getOrLoad('k:gone-later', textCodec, 60, async () => ({ value: 'db', version: 2 }))).toBe('db');
-      // Retries fail for a while without losing the keys.
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      // Repairs fail (each reported) without losing the keys.
+      const failedSoFar = errors.length;
+      await eventually(async () => (errors.length >= failedSoFar + 3 ? true : undefined));
 
       await client.connect();
       expect(await client.exists('k:gone-later')).toBe(1);
@@ -244,14 +264,16 @@ describe('createCache', () => {
       });
       // The load has begun (after the cache's own read missed).
       await eventually(async () => (release ? true : undefined));
+      // Something in Redis for the repair to delete, so that its pass can be seen.
+      await redis.set('k:race', 'old entry');
       open();
       await cache.store('k:race', textCodec, 60, { value: 'v2', version: 2 });
       elapse();
       // The repair runs (and forgets the key) while the old load is still going.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await eventually(async () => ((await redis.exists('k:race')) === 0 ? true : undefined));
       release!();
       expect(await slowLoad).toBe('v1 (read before the write)');
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // A fill would have been sent before the load returned, on this same connection: it would be seen here.
       expect(await redis.exists('k:race')).toBe(0);
       expect(await cache.getOrLoad('k:race', textCodec, 60, async () => ({ value: 'v2', version: 2 }))).toBe('v2');
     } finally {

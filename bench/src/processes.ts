@@ -1,20 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
+import { eventually, freePort, healthStatus, residentMiB } from '@clinical/testing';
 import * as grpc from '@grpc/grpc-js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** A free TCP port on 127.0.0.1 (bound then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export interface ServerProcess {
   readonly address: string;
@@ -25,18 +15,10 @@ export interface ServerProcess {
 }
 
 function watchMemory(child: ChildProcess): { peak(): number; stop(): void } {
-  let peakKiB = 0;
-  const timer = setInterval(() => {
-    try {
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-      const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      peakKiB = Math.max(peakKiB, kib);
-    } catch {
-      // The process is gone.
-    }
-  }, 100);
+  let peakMiB = 0;
+  const timer = setInterval(() => (peakMiB = Math.max(peakMiB, residentMiB(child.pid))), 100);
   timer.unref();
-  return { peak: () => peakKiB / 1024, stop: () => clearInterval(timer) };
+  return { peak: () => peakMiB, stop: () => clearInterval(timer) };
 }
 
 function stopper(child: ChildProcess, memory: { stop(): void }): () => Promise<void> {
@@ -52,30 +34,9 @@ function stopper(child: ChildProcess, memory: { stop(): void }): () => Promise<v
     });
 }
 
-/** Waits until grpc.health.v1 says SERVING (raw call, no generated code needed). */
+/** Waits until grpc.health.v1 says SERVING. */
 async function waitUntilServing(address: string, timeoutMs = 30_000): Promise<void> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  const deadline = Date.now() + timeoutMs;
-  try {
-    while (Date.now() < deadline) {
-      const serving = await new Promise<boolean>((resolve) => {
-        client.makeUnaryRequest(
-          '/grpc.health.v1.Health/Check',
-          () => Buffer.alloc(0),
-          (bytes: Buffer) => bytes,
-          {},
-          (error, response) => resolve(!error && response?.[1] === 1),
-        );
-      });
-      if (serving) {
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    throw new Error(`${address} did not become SERVING`);
-  } finally {
-    client.close();
-  }
+  await eventually(async () => ((await healthStatus(address)) === 'SERVING' ? true : undefined), timeoutMs, `${address} SERVING`);
 }
 
 /** Builds the services' production bundles (cached by Nx when nothing changed). */

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { checkDatabase } from './harness/checks.js';
 import { startMixedLoad } from './harness/load.js';
-import { cpuSeconds, residentMiB } from './harness/metrics.js';
+import { cpuSeconds, residentMiB } from '@clinical/testing';
 import { OVERLOAD_MS } from './harness/profile.js';
 import { quantile, runClosedLoop, runOpenLoop } from './harness/rawLoad.js';
 import { report, summarizeCalls } from './harness/report.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { patientV1 } from '@clinical/contracts';
 import type { ServiceName } from '@clinical/server-kit';
-import { eventually } from '@clinical/testing';
+import { eventually, healthStatus } from '@clinical/testing';
 import { Status } from 'nice-grpc';
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ import { checkDatabase } from './harness/checks.js';
 import { startMixedLoad, type Attempt, type MixedLoad } from './harness/load.js';
 import { scrapeMetrics, sumOf } from './harness/metrics.js';
 import { report, summarizeCalls } from './harness/report.js';
-import { healthStatus, startReliabilityStack, type ReliabilityStack } from './harness/stack.js';
+import { startReliabilityStack, type ReliabilityStack } from './harness/stack.js';
 
 /**
  * A service process that dies (SIGKILL) loses nothing a caller was told was

@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { vitalsV1 } from '@clinical/contracts';
 import { COPY_NULL, copyRows, copyText } from '@clinical/db';
+import { residentMiB } from '@clinical/testing';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
@@ -299,15 +299,6 @@ async function measureSingleRowTransactions(
   return rowsResult(latencies.length, (performance.now() - started) / 1_000, latencies);
 }
 
-/** Resident memory of a process, MiB. */
-function rssMiB(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-  } catch {
-    return Number.NaN;
-  }
-}
-
 async function withVitalsService<T>(environment: BenchEnvironment, use: (service: ServerProcess) => Promise<T>): Promise<T> {
   const service = await startServiceProcess('vitals-svc', environment.serviceEnv);
   try {
@@ -350,7 +341,7 @@ async function sendStream(
           const ok = call.write(messages[sent % messages.length]!);
           sent += 1;
           if (sent % tenth === 0) {
-            rssSamples.push(Math.round(rssMiB(pid)));
+            rssSamples.push(Math.round(residentMiB(pid)));
           }
           if (!ok) {
             call.once('drain', pump);
@@ -436,7 +427,7 @@ async function ingestStream(environment: BenchEnvironment, _settings: RunSetting
         chunksPerTransaction: Number.POSITIVE_INFINITY,
       });
     const copyBefore = await copyHalf();
-    const rssBeforeMiB = Math.round(rssMiB(service.pid));
+    const rssBeforeMiB = Math.round(residentMiB(service.pid));
     const messageCount = STREAM_READINGS / MESSAGE_READINGS;
     const stream = await sendStream(service.address, setup.token, bytes, messageCount, service.pid);
     if (stream.accepted !== String(STREAM_READINGS)) {

@@ -6,6 +6,8 @@ export { recordedSpans } from './recordedSpans.js';
 export { seededRandom } from './seededRandom.js';
 export { eventually } from './eventually.js';
 export { freePort } from './freePort.js';
+export { healthStatus } from './healthStatus.js';
+export { cpuSeconds, residentMiB } from './processResources.js';
 export { createCertificateAuthority, type CertificateAuthority, type IssuedCertificate } from './certificates.js';
 export { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from './postgresCluster.js';
 export { startRedisServer, type RedisServer, type RedisServerOptions } from './redisServer.js';

@@ -5,41 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createDatabasePool, migrate } from '@clinical/db';
+import { createDatabasePool, migrate, sql } from '@clinical/db';
 import { mintToken, openSession, SERVICE_PROCESS_ARGUMENTS, SERVICES, type Role, type ServiceName } from '@clinical/server-kit';
 import {
   eventually,
   freePort,
+  healthStatus,
   startPostgresCluster,
   startRedisServer,
   type PostgresCluster,
   type RedisServer,
   type RedisServerOptions,
 } from '@clinical/testing';
-import * as grpc from '@grpc/grpc-js';
 import type { DatabasePool } from 'slonik';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
-
-/** grpc.health.v1 Check over a raw channel: SERVING or not (any failure is not). */
-export function healthStatus(address: string, timeoutMs = 2_000): Promise<'SERVING' | 'NOT_SERVING' | 'DOWN'> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      '/grpc.health.v1.Health/Check',
-      () => Buffer.alloc(0),
-      (bytes: Buffer) => bytes,
-      {},
-      { deadline: Date.now() + timeoutMs },
-      (error, response) => {
-        client.close();
-        // HealthCheckResponse { status = 1 }: bytes 08 01 (SERVING), 08 02 (NOT_SERVING).
-        resolve(error ? 'DOWN' : response?.[1] === 1 ? 'SERVING' : 'NOT_SERVING');
-      },
-    );
-  });
-}
 
 /** One service as a process of its own, from its production bundle, as `npm start` runs it. */
 export interface ServiceProcess {
@@ -97,7 +78,7 @@ export async function startReliabilityStack(options: ReliabilityStackOptions = {
   });
   const redis = await startRedisServer(options.redis);
   const admin = await createDatabasePool({ connectionUri: postgres.url('postgres'), maximumPoolSize: 1 });
-  await admin.query((await import('slonik')).sql.unsafe`CREATE DATABASE clinical`);
+  await admin.query(sql.unsafe`CREATE DATABASE clinical`);
   await admin.end();
   const databaseUrl = postgres.url('clinical');
   await migrate({ databaseUrl, migrationsDir: `${ROOT}db/migrations` });

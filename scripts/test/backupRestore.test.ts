@@ -10,7 +10,7 @@ import { ClientError, createChannel, createClient, Metadata, Status, type Channe
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../checkout.js';
-import { allServing, createDevStack, exitOf, freePort, type DevStack, type StartRun } from './devStack.js';
+import { allServing, createDevStack, exitOf, freePort, runCommand, type CommandRun, type DevStack, type StartRun } from './devStack.js';
 
 /**
  * `npm run db:backup` and `npm run db:restore` as an operator runs them,
@@ -68,16 +68,8 @@ afterAll(async () => {
 }, 120_000);
 
 /** `npm run -s <script> -- <args>` as an operator runs it: its exit code and output. */
-function npmRun(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('npm', ['run', '-s', script, '--', ...args], { cwd: ROOT, env: { ...stack.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function npmRun(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CommandRun> {
+  return runCommand('npm', ['run', '-s', script, '--', ...args], { ...stack.env, ...env });
 }
 
 function withDatabase(url: string, database: string): string {

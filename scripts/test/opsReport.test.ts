@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { migrate } from '@clinical/db';
 import {
   createTemplateDatabase,
@@ -15,8 +14,7 @@ import {
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../checkout.js';
-import { freePort } from './devStack.js';
+import { freePort, runCommand, type CommandRun } from './devStack.js';
 
 /**
  * `npm run ops:report` as an operator runs it, a real process with
@@ -62,20 +60,8 @@ async function connect(url: string, applicationName = 'ops-report-test'): Promis
 }
 
 /** `npm run -s ops:report -- <args>` with these settings: exit code and output. */
-function opsReport(env: { DATABASE_URL: string; REDIS_URL: string }, args: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('npm', ['run', '-s', 'ops:report', '--', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function opsReport(env: { DATABASE_URL: string; REDIS_URL: string }, args: readonly string[] = []): Promise<CommandRun> {
+  return runCommand('npm', ['run', '-s', 'ops:report', '--', ...args], { ...process.env, ...env });
 }
 
 /** The text of one section: from its header to the next. */

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { documentV1, patientV1, vitalsV1 } from '@clinical/contracts';
 import { createChannel, createClient, Metadata, type Channel } from 'nice-grpc';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../checkout.js';
-import { createDevStack, exitOf, type DevStack, type StartRun } from './devStack.js';
+import { createDevStack, exitOf, runCommand, type CommandRun, type DevStack, type StartRun } from './devStack.js';
 
 /**
  * `npm run seed` as a user runs it against `npm start`: a real process whose
@@ -36,20 +34,8 @@ afterAll(async () => {
   stack?.remove();
 }, 120_000);
 
-interface SeedRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function seed(args: readonly string[]): Promise<SeedRun> {
-  const child = spawn('npm', ['run', '-s', 'seed', '--', ...args], { cwd: ROOT, env: stack.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await exitOf(child);
-  return { code, stdout, stderr };
+function seed(args: readonly string[]): Promise<CommandRun> {
+  return runCommand('npm', ['run', '-s', 'seed', '--', ...args], stack.env);
 }
 
 /** The report's numbers. */

@@ -17,6 +17,8 @@ export interface LoadOptions {
   readonly warmupMs?: number;
   /** One call; `index` counts calls across all callers. */
   readonly call: (index: number) => Promise<void>;
+  /** Told when the warm-up ended and measuring starts (to read CPU counters then). */
+  readonly onMeasuring?: () => void;
 }
 
 export interface LoadResult {
@@ -103,8 +105,38 @@ async function driveOpenLoop(rate: number, options: LoadOptions, durationMs: num
   }
 }
 
+/** What a measured run saw: each call's latency, failures, and how long it lasted. */
+export interface LoadSamples {
+  readonly latenciesMs: Float64Array;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly seconds: number;
+}
+
+/** Summarises samples (of one run, or merged from several load processes run side by side). */
+export function summarize(runs: readonly LoadSamples[]): LoadResult {
+  const sorted = Float64Array.from(runs.flatMap((run) => [...run.latenciesMs])).sort();
+  const seconds = Math.max(...runs.map((run) => run.seconds));
+  return {
+    calls: sorted.length,
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    firstError: runs.find((run) => run.firstError)?.firstError,
+    seconds,
+    rps: sorted.length / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p90Ms: percentile(sorted, 0.9),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+  };
+}
+
 /** Runs the load and reports throughput and latency percentiles of the measured part. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  return summarize([await runLoadSamples(options)]);
+}
+
+/** Runs the load and returns the measured part's samples. */
+export async function runLoadSamples(options: LoadOptions): Promise<LoadSamples> {
   const counter = { next: 0 };
   const drive = (durationMs: number, samples?: Samples) =>
     options.ratePerSecond
@@ -113,20 +145,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   if (options.warmupMs) {
     await drive(options.warmupMs);
   }
+  options.onMeasuring?.();
   const samples: Samples = { latencies: [], errors: 0 };
   const started = performance.now();
   await drive(options.durationMs, samples);
-  const seconds = (performance.now() - started) / 1_000;
-  const sorted = Float64Array.from(samples.latencies).sort();
   return {
-    calls: sorted.length,
+    latenciesMs: Float64Array.from(samples.latencies),
     errors: samples.errors,
     firstError: samples.firstError,
-    seconds,
-    rps: sorted.length / seconds,
-    p50Ms: percentile(sorted, 0.5),
-    p90Ms: percentile(sorted, 0.9),
-    p99Ms: percentile(sorted, 0.99),
-    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+    seconds: (performance.now() - started) / 1_000,
   };
 }

@@ -1,8 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
 import { eventually, freePort, healthStatus, residentMiB } from '@clinical/testing';
 import * as grpc from '@grpc/grpc-js';
+import type { FloorSpec } from './floorServer.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -81,6 +85,29 @@ export async function startEchoProcess(responseFile: string, queryFile?: string)
   });
   const memory = watchMemory(child);
   return { address: `127.0.0.1:${port}`, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
+}
+
+/** Starts the floor server (floorServer.ts) of `spec` as its own process. */
+export async function startFloorProcess(spec: FloorSpec): Promise<ServerProcess> {
+  const directory = mkdtempSync(join(tmpdir(), 'bench-floor-'));
+  const specFile = join(directory, 'spec.json');
+  writeFileSync(specFile, JSON.stringify(spec));
+  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}bench/src/floorServer.ts`, specFile], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`floor server exited with ${code}`)));
+  });
+  const memory = watchMemory(child);
+  const stop = stopper(child, memory);
+  return {
+    address: `127.0.0.1:${port}`,
+    pid: child.pid as number,
+    peakRssMiB: memory.peak,
+    stop: () => stop().finally(() => rmSync(directory, { recursive: true, force: true })),
+  };
 }
 
 /** A raw grpc-js unary caller: the same client cost for the baseline and the services. */

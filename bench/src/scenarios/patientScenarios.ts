@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { measureGrpcBaseline } from '../baseline.js';
 import { runLoad } from '../loadGenerator.js';
+import { compareWithFloor } from '../floorComparison.js';
 import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
@@ -53,59 +54,73 @@ export function getPatientCaller(address: string, token: string) {
   );
 }
 
+const GET_PATIENT_PATH = '/clinical.patient.v1.PatientService/GetPatient';
+
+/** GetPatient's statement on a miss, as the service sends it. */
+const SELECT_PATIENT = `SELECT patient_id, subject_number, site_id, protocol_id, enrollment_date::text AS enrollment_date,
+       treatment_arm, demographics, medical_history, status, created_at, updated_at, row_version
+  FROM patients WHERE patient_id = $1`;
+
+const getPatientRequests = (ids: readonly string[]) =>
+  ids.map((patientId) => patientV1.GetPatientRequest.encode({ patientId }).finish());
+
 /**
- * GetPatient served from the cache (every id read once before measuring), and
- * GetPatient missing it (every call a patient never read), against the
- * baseline answering with the same response bytes, at each load shape.
+ * GetPatient served from the cache (every id read once before measuring),
+ * against the bare echo answering with the same bytes; and GetPatient
+ * missing it (every call a patient never read), against its database-read
+ * floor (the same SELECT through raw pg, the same response encoded on every
+ * call). Each at each load shape, with the CPU per call of both sides.
  */
 export async function getPatient(
   environment: BenchEnvironment,
   settings: RunSettings,
   mode: 'hit' | 'miss',
 ): Promise<ScenarioReport[]> {
-  const poolSize = mode === 'hit' ? 1_000 : 60_000;
-  const ids = await seedPatients(environment.database.url, poolSize);
+  // Misses need ids never read at each shape: as many as two shapes' calls at a generous rate.
+  const poolSize = mode === 'hit' ? 1_000 : Math.max(20_000, Math.ceil(((settings.durationMs + settings.warmupMs) / 1_000) * 3_000));
+  const ids = await seedPatients(environment.database.url, mode === 'hit' ? poolSize : poolSize * 2);
   const token = await environment.token({ roles: ['monitor'], sites: SITES });
   return withPatientService(environment, async (service) => {
     const caller = getPatientCaller(service.address, token);
+    let sample: patientV1.GetPatientResponse;
     try {
-      const sample = await caller.call({ patientId: ids[0]! });
+      sample = await caller.call({ patientId: ids[0]! });
       if (mode === 'hit') {
         for (const patientId of ids) {
           await caller.call({ patientId });
         }
       }
-      // Misses walk ids never read (skipping the sample); past the end of the pool they would turn
-      // into hits, so the count of calls beyond it is reported.
-      let callsMade = 0;
-      const nextPatient = () => {
-        const call = callsMade;
-        callsMade += 1;
-        return ids[mode === 'hit' ? call % ids.length : 1 + (call % (ids.length - 1))]!;
-      };
-      return await measureAtEachLoad(settings, {}, async (shape) => {
-        const baseline = await measureGrpcBaseline(
-          { patientId: ids[0]! },
-          (request: patientV1.GetPatientRequest) => patientV1.GetPatientRequest.encode(request).finish(),
-          (bytes) => patientV1.GetPatientResponse.decode(bytes),
-          patientV1.GetPatientResponse.encode(sample).finish(),
-          shape,
-        );
-        const measured = await runLoad({ ...shape, call: () => caller.call({ patientId: nextPatient() }).then(() => undefined) });
-        return [
-          {
-            scenario: `get-patient-${mode} ${shape.label}`,
-            baseline,
-            measured,
-            concurrency: shape.concurrency,
-            servicePeakRssMiB: service.peakRssMiB(),
-            ...(mode === 'miss' ? { extra: { callsBeyondPool: Math.max(0, callsMade - (ids.length - 1)) } } : {}),
-          },
-        ];
-      });
     } finally {
       caller.close();
     }
+    const response = Buffer.from(patientV1.GetPatientResponse.encode(sample).finish()).toString('base64');
+    let shapes = 0;
+    return measureAtEachLoad(settings, {}, async (shape) => {
+      // A miss shape takes its own slice of ids (skipping the one read for the sample).
+      const slice = mode === 'hit' ? ids : ids.slice(1 + shapes * poolSize, 1 + (shapes + 1) * poolSize);
+      shapes += 1;
+      return [
+        await compareWithFloor({
+          scenario: `get-patient-${mode}`,
+          baselineName: mode === 'hit' ? 'bare grpc-js echo' : 'database-read floor',
+          service,
+          floor:
+            mode === 'hit'
+              ? { path: GET_PATIENT_PATH, response }
+              : {
+                  path: GET_PATIENT_PATH,
+                  response,
+                  responseType: 'patientV1.GetPatientResponse',
+                  requestType: 'patientV1.GetPatientRequest',
+                  databaseUrl: environment.database.url,
+                  statements: [{ text: SELECT_PATIENT, values: [{ request: 'patientId' }] }],
+                },
+          authorization: `Bearer ${token}`,
+          serviceRequests: getPatientRequests(slice),
+          shape,
+        }),
+      ];
+    });
   });
 }
 

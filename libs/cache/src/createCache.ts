@@ -1,5 +1,6 @@
 import type { CircuitBreaker } from './circuitBreaker.js';
 import type { RedisClient } from './createRedisClient.js';
+import type { NearCache } from './nearCache.js';
 
 /** Turns cached values into bytes and back (for example a ts-proto message's encode/decode). */
 export interface CacheCodec<T> {
@@ -15,6 +16,8 @@ export interface Versioned<T> {
 
 export interface CacheOptions {
   readonly redis: RedisClient;
+  /** Reads through the process's copies of hot entries (kept coherent by Redis); without one every read is a GET. */
+  readonly nearCache?: NearCache;
   /** Shared with the other users of this Redis client, so one failure signal serves all. */
   readonly breaker: CircuitBreaker;
   /** Told when the store misbehaves or a value cannot be encoded; the request itself goes on without the cache. */
@@ -121,18 +124,28 @@ function frame(version: number, bytes: Uint8Array): Buffer {
  * then goes on without it); the framed versions compare as bytes.
  */
 export interface CacheStore {
+  /** The entry when the process holds it already (no promise, no round trip); undefined when it must be read. */
+  peek?(key: string): Buffer | null | undefined;
   read(key: string): Promise<Buffer | null>;
   /** Writes `framed` unless the entry held has the same or a newer version. */
   writeIfNewer(key: string, framed: Buffer, ttlSeconds: number): Promise<unknown>;
   remove(key: string): Promise<unknown>;
 }
 
-/** Entries in Redis, every command through the process's breaker. */
-function redisStore(redis: RedisClient, breaker: CircuitBreaker): CacheStore {
+/**
+ * Entries in Redis, every command through the process's breaker; reads
+ * through the near cache when there is one, whose copy of a key this process
+ * writes is dropped once the write is answered (the invalidation Redis sends
+ * for it may arrive later).
+ */
+function redisStore(redis: RedisClient, breaker: CircuitBreaker, nearCache?: NearCache): CacheStore {
+  const written = <T>(key: string, write: Promise<T>): Promise<T> =>
+    nearCache ? write.finally(() => nearCache.forget(key)) : write;
   return {
-    read: (key) => breaker.run(() => redis.getBuffer(key)),
-    writeIfNewer: (key, framed, ttlSeconds) => breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds)),
-    remove: (key) => breaker.run(() => redis.del(key)),
+    peek: nearCache ? (key) => nearCache.peek(key) : undefined,
+    read: nearCache ? (key) => breaker.run(() => nearCache.getBuffer(key)) : (key) => breaker.run(() => redis.getBuffer(key)),
+    writeIfNewer: (key, framed, ttlSeconds) => written(key, breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds))),
+    remove: (key) => written(key, breaker.run(() => redis.del(key))),
   };
 }
 
@@ -153,7 +166,7 @@ const REPAIR_PASS_MOST = 2_000;
  * then, which is as soon as Redis answers again.
  */
 export function createCache(options: CacheOptions): Cache {
-  return createCacheOver(redisStore(options.redis, options.breaker), options);
+  return createCacheOver(redisStore(options.redis, options.breaker, options.nearCache), options);
 }
 
 /**
@@ -295,7 +308,7 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
       const bypass = stale.has(key);
       if (!bypass) {
         try {
-          const cached = await store.read(key);
+          const cached = store.peek?.(key) ?? (await store.read(key));
           if (cached && cached.length >= VERSION_WIDTH) {
             const value = codec.decode(cached.subarray(VERSION_WIDTH));
             options.onLookup?.(key, true);

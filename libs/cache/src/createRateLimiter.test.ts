@@ -1,4 +1,5 @@
 import { ResourceExhaustedError } from '@clinical/errors';
+import { eventually } from '@clinical/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCircuitBreaker } from './circuitBreaker.js';
 import { createRateLimiter } from './createRateLimiter.js';
@@ -32,6 +33,21 @@ describe('createRateLimiter', () => {
     await replicaA.consume('carol', 3);
     await replicaB.consume('carol', 2);
     await expect(replicaA.consume('carol', 1)).rejects.toBeInstanceOf(ResourceExhaustedError);
+  });
+
+  it('admits a caller well inside its limit without a round trip, and adds its spending in Redis in batches', async () => {
+    const limiter = createRateLimiter({ redis, breaker: createCircuitBreaker(), points: 100, windowSeconds: 60, keyPrefix: 'rl-batched' });
+    await limiter.consume('gina', 1);
+    const sent = await redis.get('rl-batched:gina');
+    expect(sent).toBe('1');
+    for (let call = 0; call < 20; call += 1) {
+      await limiter.consume('gina', 2);
+    }
+    await eventually(async () => ((await redis.get('rl-batched:gina')) === '41' ? true : undefined), 5_000, 'the batch added in Redis');
+    // Past half the points, each call asks Redis: the limit holds to the point.
+    await limiter.consume('gina', 59);
+    await expect(limiter.consume('gina', 1)).rejects.toBeInstanceOf(ResourceExhaustedError);
+    expect(await redis.get('rl-batched:gina')).toBe('101');
   });
 
   it('keeps limiting in-process when Redis is down', async () => {

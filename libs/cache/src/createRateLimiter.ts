@@ -13,6 +13,9 @@ export interface RateLimiterOptions {
   readonly windowSeconds: number;
   /** Distinguishes this limiter's keys from others on the same Redis. */
   readonly keyPrefix?: string;
+  /** How often points spent without asking Redis are added there. Default 50 ms. */
+  readonly syncIntervalMs?: number;
+  readonly now?: () => number;
 }
 
 export interface RateLimiter {
@@ -41,19 +44,35 @@ return {consumed, ttl}`;
 
 type WindowCommand = (key: string, cost: number, windowSeconds: number) => Promise<[number, number]>;
 
+/** What this process knows of one key's window in Redis. */
+interface WindowView {
+  /** Points Redis counted in the window when it last answered (every replica's). */
+  spent: number;
+  /** Points spent here since, not yet added in Redis. */
+  unsent: number;
+  endsAt: number;
+}
+
 /**
  * A fixed-window limiter shared by all replicas through Redis. When Redis
  * fails, or the breaker says it recently did, each process limits on its own
  * with an in-memory insurance limiter of the same size (rate-limiter-flexible),
  * so an outage neither fails requests nor lifts the limit.
  *
- * The Redis path is a defined script (EVALSHA) called directly rather than
- * through RateLimiterRedis: that one wraps each call in several promises, and
- * under OpenTelemetry every promise costs async-hook calls.
+ * A call does not wait for Redis while its caller is well inside the limit:
+ * while what Redis last counted plus what this process spent since stays
+ * under half the points, the call is admitted and its cost added to Redis
+ * with the others' in one command per key every `syncIntervalMs`, whose
+ * answer brings this process the other replicas' spending. Past half, every
+ * call asks Redis (one round trip, exact to the point). Across replicas the
+ * limit can so be passed by at most what the replicas admit in one interval
+ * before they hear of each other; within one process never.
  */
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const { redis, breaker, points, windowSeconds } = options;
   const keyPrefix = options.keyPrefix ?? 'rl';
+  const syncIntervalMs = options.syncIntervalMs ?? 50;
+  const now = options.now ?? Date.now;
   const insurance = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix: `${keyPrefix}:local` });
 
   const refusal = (msBeforeNext: number) => new ResourceExhaustedError('rate limit exceeded', Math.max(msBeforeNext, 1));
@@ -70,15 +89,56 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   }
   redis.defineCommand('consumeInRateWindow', { numberOfKeys: 1, lua: CONSUME_IN_WINDOW });
   const consumeInWindow = (redis as unknown as { consumeInRateWindow: WindowCommand }).consumeInRateWindow.bind(redis);
+  const views = new Map<string, WindowView>();
+  let syncTimer: NodeJS.Timeout | undefined;
+
+  /** Adds `cost` in Redis and takes in what Redis now counts; resolves with this answer's count (the view may move on). */
+  const spendInRedis = (key: string, cost: number): Promise<{ spent: number; msBeforeNext: number }> =>
+    breaker.run(() => consumeInWindow(`${keyPrefix}:${key}`, cost, windowSeconds)).then(([spent, msBeforeNext]) => {
+      const view = views.get(key) ?? { spent: 0, unsent: 0, endsAt: 0 };
+      // Answers may come back out of order: within a window the count only grows.
+      view.spent = view.endsAt > now() ? Math.max(view.spent, spent) : spent;
+      view.endsAt = now() + msBeforeNext;
+      views.set(key, view);
+      return { spent, msBeforeNext };
+    });
+
+  function sync(): void {
+    syncTimer = undefined;
+    const time = now();
+    for (const [key, view] of views) {
+      if (view.unsent === 0) {
+        if (view.endsAt <= time) {
+          views.delete(key);
+        }
+        continue;
+      }
+      const cost = view.unsent;
+      view.unsent = 0;
+      // Lost when Redis fails: the points were admitted already, and Redis's count is only a little low.
+      spendInRedis(key, cost).catch(() => {});
+    }
+  }
+
   return {
     consume(key, cost) {
       if (breaker.isOpen() || redis.status !== 'ready') {
         return consumeLocally(key, cost);
       }
-      return consumeInWindow(`${keyPrefix}:${key}`, cost, windowSeconds).then(
-        ([consumed, msBeforeNext]) => {
-          if (consumed > points) {
-            throw refusal(msBeforeNext);
+      const view = views.get(key);
+      if (view && view.endsAt > now() && view.spent + view.unsent + cost <= points / 2) {
+        view.unsent += cost;
+        syncTimer ??= setTimeout(sync, syncIntervalMs).unref();
+        return Promise.resolve();
+      }
+      const unsent = view && view.endsAt > now() ? view.unsent : 0;
+      if (view) {
+        view.unsent = 0;
+      }
+      return spendInRedis(key, unsent + cost).then(
+        (answer) => {
+          if (answer.spent > points) {
+            throw refusal(answer.msBeforeNext);
           }
         },
         () => consumeLocally(key, cost),

@@ -4,3 +4,4 @@ export { createCache, StaleKeysOverflowError, type Cache, type CacheCodec, type 
 export { createMemoryCache, type MemoryCacheOptions } from './createMemoryCache.js';
 export { createRateLimiter, type RateLimiter, type RateLimiterOptions } from './createRateLimiter.js';
 export { checkRedisHealth } from './checkRedisHealth.js';
+export { createNearCache, type NearCache, type NearCacheOptions } from './nearCache.js';

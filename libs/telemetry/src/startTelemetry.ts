@@ -7,6 +7,7 @@ import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOffSampler,
   BatchSpanProcessor,
   ConsoleSpanExporter,
   SimpleSpanProcessor,
@@ -87,6 +88,11 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? options.serviceName }),
     spanProcessors,
+    // With nowhere to send spans, none is recorded: each call still gets a trace (ids propagated, in logs
+    // and audit events) at the price of a non-recording span. With an exporter, OTEL_TRACES_SAMPLER decides
+    // (the SDK's default records every call; parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01
+    // records one in a hundred, and a caller's sampled traceparent is always followed).
+    ...(spanProcessors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}),
   });
   // Global provider, AsyncLocalStorage context and W3C trace-context propagation.
   provider.register();

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createCircuitBreaker, createRedisClient, waitForRedis, type RedisClient } from '@clinical/cache';
+import { createCircuitBreaker, createNearCache, createRedisClient, waitForRedis, type RedisClient } from '@clinical/cache';
 import { createDatabasePool, sql, type DatabasePool } from '@clinical/db';
 import { createTestDatabase, eventually, testServices, uniqueKeyPrefix, type TestDatabase } from '@clinical/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,28 @@ describe('sessions: PostgreSQL the source of truth, Redis the cache', () => {
     await revokeInDatabase(sid);
     await store.forget([sid]);
     expect(await store.isActive(sid)).toBe(false);
+  });
+
+  it('with near caches, answers from the process and refuses a session another replica revoked', async () => {
+    const replica = () => {
+      const nearCache = createNearCache({ redis, maxAgeMs: 3_600_000 })!;
+      return { nearCache, store: createSessionStore({ pool: service, redis, nearCache, breaker: createCircuitBreaker(), idleTimeoutSeconds: IDLE_SECONDS }) };
+    };
+    const [checking, revoking] = [replica(), replica()];
+    try {
+      await eventually(async () => (checking.nearCache.isTracking() && revoking.nearCache.isTracking()) || undefined, 5_000, 'tracking');
+      const sid = await opened();
+      expect(await checking.store.isActive(sid)).toBe(true);
+      await eventually(async () => (await checking.store.isActive(sid)) && checking.nearCache.peek(`session:${sid}`) !== undefined || undefined, 5_000, 'a copy held');
+      await revokeInDatabase(sid);
+      await revoking.store.forget([sid]);
+      // Redis sent the invalidation before it answered the revocation's write: it is on its way or here.
+      await eventually(async () => ((await checking.store.isActive(sid)) === false ? true : undefined), 5_000, 'refused');
+      expect(await revoking.store.isActive(sid)).toBe(false);
+    } finally {
+      checking.nearCache.close();
+      revoking.nearCache.close();
+    }
   });
 
   it('logs nobody out when Redis loses its data, and still refuses what was revoked', async () => {

@@ -1,4 +1,4 @@
-import type { CircuitBreaker, RedisClient } from '@clinical/cache';
+import type { CircuitBreaker, NearCache, RedisClient } from '@clinical/cache';
 import { sql, type CommonQueryMethods, type DatabasePool } from '@clinical/db';
 import { UnavailableError } from '@clinical/errors';
 import { z } from 'zod';
@@ -11,9 +11,11 @@ import { z } from 'zod';
  */
 export interface SessionStore {
   /**
-   * True while the session is live, checked on every call (nothing is
-   * remembered in the process: a revocation bites on the next call, on every
-   * service and replica).
+   * True while the session is live, checked on every call. A process keeps
+   * session states only as near-cache copies that Redis invalidates: a
+   * revocation bites on the next call, on every service and replica, once
+   * Redis's invalidation has reached it (it is sent before the revocation's
+   * own write is answered).
    * @throws UnavailableError when neither Redis nor PostgreSQL can say.
    */
   isActive(sid: string): Promise<boolean>;
@@ -25,6 +27,12 @@ export interface SessionStoreOptions {
   readonly pool: DatabasePool;
   /** Absent: every check asks PostgreSQL (STATE_STORE=memory). */
   readonly redis?: RedisClient;
+  /**
+   * Reads session states through the process's copies, which Redis keeps
+   * coherent (a revocation drops them everywhere): a check then costs no
+   * round trip, and the idle timeout slides by an EXPIRE at most once a minute.
+   */
+  readonly nearCache?: NearCache;
   readonly breaker: CircuitBreaker;
   /** A session unused this long ends (sliding). */
   readonly idleTimeoutSeconds: number;
@@ -54,6 +62,36 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   // enough that a Redis which lost its data logs no active caller out, without a write per call.
   const writeBackEveryMs = (idleTimeoutSeconds * 1_000) / 4;
   const writtenBackAt = new Map<string, number>();
+  // With copies in the process, a check no longer slides the key's expiry (GETEX): an EXPIRE does, now and then,
+  // so that the idle timeout is kept to within a minute.
+  const slideEveryMs = Math.min(60_000, (idleTimeoutSeconds * 1_000) / 4);
+  const slidAt = new Map<string, number>();
+
+  function slideIdleTimeout(sid: string): void {
+    const last = slidAt.get(sid);
+    if (!redis || (last !== undefined && now() - last < slideEveryMs)) {
+      return;
+    }
+    if (slidAt.size > 100_000) {
+      slidAt.clear();
+    }
+    slidAt.set(sid, now());
+    breaker.run(() => redis.expire(sessionKey(sid), idleTimeoutSeconds)).catch(() => slidAt.delete(sid));
+  }
+
+  /** The session's state in Redis (null: not there), sliding its idle timeout. */
+  function readState(redis: RedisClient, sid: string): Promise<string | null> {
+    const { nearCache } = options;
+    if (!nearCache) {
+      return breaker.run(() => redis.getex(sessionKey(sid), 'EX', idleTimeoutSeconds));
+    }
+    return breaker.run(() => nearCache.getBuffer(sessionKey(sid))).then((state) => {
+      if (state !== null) {
+        slideIdleTimeout(sid);
+      }
+      return state === null ? null : state.toString();
+    });
+  }
 
   function writeBackUse(sid: string): void {
     const last = writtenBackAt.get(sid);
@@ -87,11 +125,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         return live;
       }
       let cached: string | null | undefined;
-      try {
-        cached = await breaker.run(() => redis.getex(sessionKey(sid), 'EX', idleTimeoutSeconds));
-      } catch {
-        // Redis is away: PostgreSQL answers alone, call by call.
-        cached = undefined;
+      const held = options.nearCache?.peek(sessionKey(sid));
+      if (held) {
+        cached = held.toString();
+        slideIdleTimeout(sid);
+      } else {
+        try {
+          cached = await readState(redis, sid);
+        } catch {
+          // Redis is away: PostgreSQL answers alone, call by call.
+          cached = undefined;
+        }
       }
       if (cached === LIVE) {
         options.onCacheLookup?.(true);
@@ -111,15 +155,24 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         // Not cached (first use, an idle expiry, or a Redis that lost its data): cache the answer, unless
         // a revocation got there first (NX): its mark must never be overwritten by an older answer.
         await breaker.run(() => redis.set(sessionKey(sid), live ? LIVE : REVOKED, 'EX', idleTimeoutSeconds, 'NX')).catch(() => {});
+        options.nearCache?.forget(sessionKey(sid));
       }
       return live;
     },
     async forget(sids) {
       for (const sid of sids) {
         writtenBackAt.delete(sid);
+        slidAt.delete(sid);
       }
       if (redis && sids.length > 0) {
-        await breaker.run(() => Promise.all(sids.map((sid) => redis.set(sessionKey(sid), REVOKED, 'EX', idleTimeoutSeconds))));
+        try {
+          await breaker.run(() => Promise.all(sids.map((sid) => redis.set(sessionKey(sid), REVOKED, 'EX', idleTimeoutSeconds))));
+        } finally {
+          // Redis tells every other process; this one drops its copies at once.
+          for (const sid of sids) {
+            options.nearCache?.forget(sessionKey(sid));
+          }
+        }
       }
     },
   };

@@ -4,6 +4,7 @@ import {
   createCache,
   createCircuitBreaker,
   createMemoryCache,
+  createNearCache,
   createRateLimiter,
   createRedisClient,
   type Cache,
@@ -194,6 +195,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
   const cacheLookups = measuring ? createCacheLookupTally() : undefined;
   const onLookup = cacheLookups && ((key: string, hit: boolean) => cacheLookups.count(cacheNameOf(key), hit));
   const onCacheLookup = cacheLookups && ((hit: boolean) => cacheLookups.count('session', hit));
+  // Hot cache entries and session states are read from the process's own copies, which Redis keeps
+  // coherent (client-side caching).
+  const nearCache = redis && createNearCache({ redis, onError: redisTrouble });
   const runtime: ServiceRuntime = {
     config,
     logger,
@@ -201,9 +205,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     redis,
     breaker,
     cache: redis
-      ? createCache({ redis, breaker, onError: redisTrouble, onLookup, journal: createStaleKeyJournal(pool) })
+      ? createCache({ redis, breaker, nearCache, onError: redisTrouble, onLookup, journal: createStaleKeyJournal(pool) })
       : createMemoryCache({ onError: throttledWarning(logger, 'a value could not be cached; served without the cache'), onLookup }),
-    sessions: createSessionStore({ pool, redis, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session, onCacheLookup }),
+    sessions: createSessionStore({ pool, redis, nearCache, breaker, idleTimeoutSeconds: config.cacheTtlSeconds.session, onCacheLookup }),
     rateLimiter: createRateLimiter({
       redis,
       breaker,
@@ -255,6 +259,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     await pool.end().catch((error: unknown) => {
       logger.warn({ error: describeError(error) }, 'a statement was still running when the pool closed');
     });
+    nearCache?.close();
     redis?.disconnect();
   };
 

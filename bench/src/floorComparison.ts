@@ -10,8 +10,8 @@ export interface FloorComparison {
   /** What the floor is: 'bare grpc-js', 'database-read floor'... */
   readonly baselineName: string;
   readonly service: ServerProcess;
-  /** The floor server's spec (path included: it serves the same method path). */
-  readonly floor: FloorSpec;
+  /** The floor server's spec (path included: it serves the same method path), or a server already running it. */
+  readonly floor: FloorSpec | (ServerProcess & { readonly path: string });
   readonly authorization?: string;
   /** Requests for the service at this shape (fresh ones where a repeat would be answered differently, e.g. from a cache). */
   readonly serviceRequests: readonly Uint8Array[];
@@ -40,12 +40,15 @@ export async function compareWithFloor(comparison: FloorComparison): Promise<Sce
       warmupMs: shape.warmupMs,
       watch: { server: pid },
     });
-  const floor = await startFloorProcess(comparison.floor);
+  const running = 'address' in comparison.floor;
+  const floor = 'address' in comparison.floor ? comparison.floor : await startFloorProcess(comparison.floor);
   let baseline: CpuMeasuredLoad;
   try {
     baseline = await load(floor.address, floor.pid, comparison.floorRequests ?? comparison.serviceRequests);
   } finally {
-    await floor.stop();
+    if (!running) {
+      await floor.stop();
+    }
   }
   const measured = await load(comparison.service.address, comparison.service.pid, comparison.serviceRequests);
   return {

@@ -15,8 +15,19 @@ import * as contracts from '@clinical/contracts';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 
-/** A statement value: a literal, a field of the request (dotted path), or a text unique to this call. */
-export type FloorValue = string | number | boolean | null | { readonly request: string } | { readonly unique: string };
+/**
+ * A statement value: a literal; a field of the request (dotted path), or the
+ * first group `match` captures in it (an etag's version); or `unique`
+ * followed by a text no other call gets.
+ */
+export type FloorValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly string[]
+  | { readonly request: string; readonly match?: string }
+  | { readonly unique: string };
 
 export interface FloorStatement {
   readonly text: string;
@@ -63,15 +74,18 @@ const pool = statements.length > 0 ? new pg.Pool({ connectionString: spec.databa
 const runId = randomUUID().slice(0, 8);
 let sequence = 0;
 
+const isList = (value: FloorValue): value is readonly string[] => Array.isArray(value);
+
 function valuesOf(statement: FloorStatement, request: unknown, unique: string): unknown[] {
   return statement.values.map((value) => {
-    if (value === null || typeof value !== 'object') {
+    if (value === null || typeof value !== 'object' || isList(value)) {
       return value;
     }
     if ('unique' in value) {
       return `${value.unique}${unique}`;
     }
-    return value.request.split('.').reduce<unknown>((field, name) => (field as Record<string, unknown> | undefined)?.[name], request);
+    const field = value.request.split('.').reduce<unknown>((parent, name) => (parent as Record<string, unknown> | undefined)?.[name], request);
+    return value.match ? new RegExp(value.match).exec(String(field))?.[1] : field;
   });
 }
 

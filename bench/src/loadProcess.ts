@@ -84,6 +84,8 @@ async function run(job: LoadJob): Promise<void> {
   process.send?.(message);
 }
 
+// A listener keeps the IPC channel (and so the process) alive after the job, until the parent disconnects or ends it.
+process.on('disconnect', () => process.exit(0));
 process.once('message', (job: LoadJob) => {
   run(job).catch((error: unknown) => {
     console.error(error);

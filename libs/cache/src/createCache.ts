@@ -124,8 +124,6 @@ function frame(version: number, bytes: Uint8Array): Buffer {
  * then goes on without it); the framed versions compare as bytes.
  */
 export interface CacheStore {
-  /** The entry when the process holds it already (no promise, no round trip); undefined when it must be read. */
-  peek?(key: string): Buffer | null | undefined;
   read(key: string): Promise<Buffer | null>;
   /** Writes `framed` unless the entry held has the same or a newer version. */
   writeIfNewer(key: string, framed: Buffer, ttlSeconds: number): Promise<unknown>;
@@ -142,7 +140,6 @@ function redisStore(redis: RedisClient, breaker: CircuitBreaker, nearCache?: Nea
   const written = <T>(key: string, write: Promise<T>): Promise<T> =>
     nearCache ? write.finally(() => nearCache.forget(key)) : write;
   return {
-    peek: nearCache ? (key) => nearCache.peek(key) : undefined,
     read: nearCache ? (key) => breaker.run(() => nearCache.getBuffer(key)) : (key) => breaker.run(() => redis.getBuffer(key)),
     writeIfNewer: (key, framed, ttlSeconds) => written(key, breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds))),
     remove: (key) => written(key, breaker.run(() => redis.del(key))),
@@ -308,7 +305,7 @@ export function createCacheOver(store: CacheStore, options: Omit<CacheOptions, '
       const bypass = stale.has(key);
       if (!bypass) {
         try {
-          const cached = store.peek?.(key) ?? (await store.read(key));
+          const cached = await store.read(key);
           if (cached && cached.length >= VERSION_WIDTH) {
             const value = codec.decode(cached.subarray(VERSION_WIDTH));
             options.onLookup?.(key, true);

@@ -14,13 +14,21 @@ import type { RedisClient } from './createRedisClient.js';
  * tracking is on again. A read whose key was invalidated while its GET was in
  * flight is answered but not kept (it may be the value from before the
  * change). A change made through another connection of this process is
- * dropped here at once by `forget` (the invalidation message may arrive after
- * the write's reply). Copies also age out after `maxAgeMs`, a backstop only.
+ * dropped here at once by `forget`. Copies also age out after `maxAgeMs`, a
+ * backstop only.
+ *
+ * A copy is served only after a barrier: a PING on the invalidation
+ * connection, sent after the read arrived, has been answered. Redis queues a
+ * key's invalidation on that connection while it executes the write, before
+ * it answers the writer, so every invalidation of a write acknowledged
+ * before the read began has been heard by then: a write answered to anyone
+ * (a revocation, an update through another replica) is never read stale
+ * here. All reads waiting in one turn of the event loop share one PING.
  */
 export interface NearCache {
-  /** The process's copy of `key` (null: the key is absent), or undefined when it holds none. */
+  /** The process's copy of `key` (null: the key is absent) as it is now, or undefined when it holds none: to inspect, not to serve. */
   peek(key: string): Buffer | null | undefined;
-  /** The value of `key`: the process's copy when it holds one, else Redis's (kept when it may be). */
+  /** The value of `key`: the process's copy when it holds one (after the barrier), else Redis's (kept when it may be). */
   getBuffer(key: string): Promise<Buffer | null>;
   /** Drops the copy of `key` (call after writing it through another connection). */
   forget(key: string): void;
@@ -164,12 +172,36 @@ function nearCacheOver(redis: Redis, options: NearCacheOptions): NearCache {
     return copy && now() - copy.storedAt < maxAgeMs ? copy.value : undefined;
   }
 
+  /** The next barrier not yet sent: reads that join it before it goes share it. */
+  let waiting: { readonly promise: Promise<unknown>; send(): void } | undefined;
+  function barrier(): Promise<unknown> {
+    if (!waiting) {
+      let send = () => {};
+      const promise = new Promise((resolve, reject) => {
+        send = () => {
+          waiting = undefined;
+          invalidations.ping().then(resolve, reject);
+        };
+      });
+      waiting = { promise, send };
+      // After this turn's I/O callbacks: every read that arrived in them joins this one PING.
+      setImmediate(send);
+    }
+    return waiting.promise;
+  }
+
   return {
     peek,
     async getBuffer(key) {
-      const held = peek(key);
-      if (held !== undefined) {
-        return held;
+      if (peek(key) !== undefined) {
+        const passed = await barrier().then(
+          () => true,
+          () => false,
+        );
+        const held = passed ? peek(key) : undefined;
+        if (held !== undefined) {
+          return held;
+        }
       }
       tickets += 1;
       const ticket = tickets;

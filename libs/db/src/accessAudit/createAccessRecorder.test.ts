@@ -97,7 +97,7 @@ describe('createAccessRecorder', () => {
 
   it('writes events whose ids are not UUIDs, keeping the text, and the events around them', async () => {
     const recorder = createAccessRecorder({ pool, flushIntervalMs: 10 });
-    const [before, after] = [randomUUID(), randomUUID()];
+    const [before, after, lone] = [randomUUID(), randomUUID(), randomUUID()];
     const upper = randomUUID().toUpperCase();
     const agentId = `agent-${randomUUID()}`;
     recorder.record([
@@ -106,9 +106,13 @@ describe('createAccessRecorder', () => {
       readEvent('PAT-0007', { entityType: 'mcp_context', entityId: `${agentId}/decision-1`, method: '/clinical.audit.v1.AgentContextService/GetAgentContext' }),
       readEvent(upper),
       readEvent(after, { entityId: '', requestId: 'r\0-1', clientIp: 'fe80::1%eth0', actor: 'a'.repeat(300) }),
+      // A token's subject may hold a lone surrogate: kept as U+FFFD, not dropped.
+      readEvent(lone, { actor: 'bad\uD800sub\uDC00' }),
     ]);
     await recorder.close();
-    expect(recorder.stats()).toMatchObject({ recorded: 4, persisted: 4, pending: 0, dropped: 0, failedFlushes: 0 });
+    expect(recorder.stats()).toMatchObject({ recorded: 5, persisted: 5, pending: 0, dropped: 0, failedFlushes: 0 });
+    const { rows: subjects } = await admin.query(`SELECT user_id FROM audit_events WHERE patient_id = $1`, [lone]);
+    expect(subjects).toEqual([{ user_id: 'bad\uFFFDsub\uFFFD' }]);
     const { rows } = await admin.query(
       `SELECT entity_id, entity_key, patient_id, payload FROM audit_events WHERE entity_key = $1`,
       [`${agentId}/decision-1`],

@@ -11,11 +11,11 @@ import { z } from 'zod';
  */
 export interface SessionStore {
   /**
-   * True while the session is live, checked on every call. A process keeps
-   * session states only as near-cache copies that Redis invalidates: a
-   * revocation bites on the next call, on every service and replica, once
-   * Redis's invalidation has reached it (it is sent before the revocation's
-   * own write is answered).
+   * True while the session is live, checked on every call (a process keeps
+   * session states only as near-cache copies that Redis invalidates, and a
+   * copy is served only once every invalidation sent before the call arrived
+   * has been heard): a revocation bites on the next call, on every service
+   * and replica.
    * @throws UnavailableError when neither Redis nor PostgreSQL can say.
    */
   isActive(sid: string): Promise<boolean>;
@@ -125,17 +125,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         return live;
       }
       let cached: string | null | undefined;
-      const held = options.nearCache?.peek(sessionKey(sid));
-      if (held) {
-        cached = held.toString();
-        slideIdleTimeout(sid);
-      } else {
-        try {
-          cached = await readState(redis, sid);
-        } catch {
-          // Redis is away: PostgreSQL answers alone, call by call.
-          cached = undefined;
-        }
+      try {
+        cached = await readState(redis, sid);
+      } catch {
+        // Redis is away: PostgreSQL answers alone, call by call.
+        cached = undefined;
       }
       if (cached === LIVE) {
         options.onCacheLookup?.(true);

@@ -33,6 +33,8 @@ export type LoadProcessMessage =
   | { readonly type: 'measuring' }
   | { readonly type: 'done'; readonly latenciesMs: number[]; readonly errors: number; readonly firstError?: string; readonly seconds: number };
 
+const CALL_DEADLINE_MS = 60_000;
+
 function readRequests(file: string): Buffer[] {
   const bytes = readFileSync(file);
   const requests: Buffer[] = [];
@@ -65,7 +67,8 @@ async function run(job: LoadJob): Promise<void> {
     call: (index) =>
       new Promise<void>((resolve, reject) => {
         const request = requests[(job.firstIndex + index * job.stride) % requests.length]!;
-        clients[index % clients.length]!.makeUnaryRequest(job.path, identity, identity, request, metadata, (error) =>
+        // A deadline, so that a server that stops answering fails calls instead of hanging the bench.
+        clients[index % clients.length]!.makeUnaryRequest(job.path, identity, identity, request, metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error) =>
           error ? reject(error) : resolve(),
         );
       }),

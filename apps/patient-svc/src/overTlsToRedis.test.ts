@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createRedisClient, waitForRedis, type RedisClient } from '@clinical/cache';
 import { patientV1 } from '@clinical/contracts';
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
-import { createCertificateAuthority, startRedisServer, type CertificateAuthority, type RedisServer } from '@clinical/testing';
+import { createCertificateAuthority, eventually, startRedisServer, type CertificateAuthority, type RedisServer } from '@clinical/testing';
 import { ClientError, Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patientServiceModule } from './patientServiceModule.js';
@@ -29,6 +29,9 @@ beforeAll(async () => {
     REDIS_TLS_CERT_FILE: client.certFile,
     REDIS_TLS_KEY_FILE: client.keyFile,
     RATE_LIMIT_POINTS: '100',
+    // A loaded machine must not time a command out: the service would then rightly ask PostgreSQL,
+    // where the session this file marks revoked in Redis alone is still live.
+    REDIS_COMMAND_TIMEOUT_MS: '5000',
   });
   inspector = createRedisClient({
     url: redis.url,
@@ -70,6 +73,7 @@ describe('patient-svc over TLS to Redis', () => {
     const token = await service.token({ sub: 'tls-revoked-user', roles: ['coordinator'], sites: ['SITE-A'] });
     const client = service.client(patientV1.PatientServiceDefinition, token);
     await expect(client.listPatients({ pageSize: 1 })).resolves.toBeDefined();
+    await eventually(async () => ((await keysLike('session:*')).length > 0 ? true : undefined), 10_000, 'the session cached');
     // What a revocation leaves in the cache. The inspector has no key prefix: KEYS answers whole names, and SET takes them so.
     for (const key of await keysLike('session:*')) {
       await inspector.set(key, 'revoked', 'EX', 600);

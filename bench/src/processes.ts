@@ -70,23 +70,6 @@ export async function startServiceProcess(
   return { address, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
 }
 
-/**
- * Starts the bare grpc-js baseline server answering with `responseFile`'s
- * bytes, after running `queryFile`'s statement on each call when given.
- */
-export async function startEchoProcess(responseFile: string, queryFile?: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${ROOT}bench/src/echoServer.ts`, responseFile, ...(queryFile ? [queryFile] : [])], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
-    child.once('exit', (code) => reject(new Error(`echo server exited with ${code}`)));
-  });
-  const memory = watchMemory(child);
-  return { address: `127.0.0.1:${port}`, pid: child.pid as number, peakRssMiB: memory.peak, stop: stopper(child, memory) };
-}
-
 /** Starts the floor server (floorServer.ts) of `spec` as its own process. */
 export async function startFloorProcess(spec: FloorSpec): Promise<ServerProcess> {
   const directory = mkdtempSync(join(tmpdir(), 'bench-floor-'));

@@ -6,8 +6,8 @@
  * nothing changed then costs a few stat calls instead of a build.
  */
 import { build } from 'esbuild';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TOOLING = [fileURLToPath(import.meta.url)];
@@ -106,5 +106,27 @@ export async function buildServiceIfStale(serviceDir) {
     entry: resolve(serviceDir, '../../libs/server-kit/src/health/healthcheck.ts'),
     outfile: resolve(serviceDir, 'dist/healthcheck.mjs'),
   });
-  return main || register || healthcheck;
+  let workers = false;
+  for (const entry of workerEntries(serviceDir)) {
+    workers = (await bundleIfStale({ entry, outfile: resolve(serviceDir, 'dist', workerBundleName(entry)) })) || workers;
+  }
+  return main || register || healthcheck || workers;
+}
+
+/**
+ * A service's worker threads: each <name>.worker.ts under src/ is its own
+ * bundle, dist/<name>.worker.mjs, beside main.mjs (where the code that starts
+ * it finds it: `new URL('./<name>.worker.mjs', import.meta.url)`).
+ */
+export function workerEntries(serviceDir) {
+  const source = resolve(serviceDir, 'src');
+  return readdirSync(source, { recursive: true })
+    .filter((file) => String(file).endsWith('.worker.ts'))
+    .map((file) => join(source, String(file)))
+    .sort();
+}
+
+/** The bundle file of a worker entry: dist/<name>.worker.mjs. */
+export function workerBundleName(entry) {
+  return basename(entry).replace(/\.ts$/, '.mjs');
 }

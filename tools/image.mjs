@@ -3,8 +3,9 @@
  * `node tools/image.mjs <service|migrate> <dir>`: builds one image's bundles
  * and assembles in `dir` everything its runtime stage needs, and nothing else
  * (the Dockerfile's build stage runs this; its runtime stage copies `dir`):
- * - a service: dist/ (main.mjs, telemetry-register.mjs, healthcheck.mjs and
- *   their source maps), run from `dir` by the app's start command;
+ * - a service: dist/ (main.mjs, telemetry-register.mjs, healthcheck.mjs, its
+ *   worker threads' *.worker.mjs, and their source maps), run from `dir` by the
+ *   app's start command;
  * - migrate: scripts/dist/migrate.mjs, db/migrations, and nx.json (by which
  *   the bundle finds its root, scripts/checkout.ts);
  * - node_modules: the npm packages the bundles leave external (tools/bundle.mjs
@@ -21,7 +22,7 @@ import { builtinModules } from 'node:module';
 import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildServiceIfStale, bundleIfStale } from './bundle.mjs';
+import { buildServiceIfStale, bundleIfStale, workerBundleName, workerEntries } from './bundle.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVICES = ['patient-svc', 'vitals-svc', 'audit-svc', 'analytics-svc'];
@@ -149,7 +150,7 @@ if (target === 'migrate') {
 } else {
   const serviceDir = join(ROOT, 'apps', target);
   await buildServiceIfStale(serviceDir);
-  const files = ['main.mjs', 'telemetry-register.mjs', 'healthcheck.mjs'];
+  const files = ['main.mjs', 'telemetry-register.mjs', 'healthcheck.mjs', ...workerEntries(serviceDir).map(workerBundleName)];
   mkdirSync(join(out, 'dist'), { recursive: true });
   for (const file of files.flatMap((name) => [name, `${name}.map`])) {
     cpSync(join(serviceDir, 'dist', file), join(out, 'dist', file));

@@ -5,9 +5,9 @@ import { z } from 'zod';
 export interface AuditSettings {
   /** Events older than this many months are past retention (PurgeExpiredAuditEvents). */
   readonly retentionMonths: number;
-  /** Chain positions VerifyAuditTrail checks per query. */
+  /** event_seq values VerifyAuditTrail reads per COPY statement (a slice). */
   readonly verifyBatchSize: number;
-  /** Connections (one snapshot) VerifyAuditTrail checks batches on at once: about the cores PostgreSQL may give it. */
+  /** Connections (one snapshot) VerifyAuditTrail reads slices on at once: about the cores PostgreSQL may give it. */
   readonly verifyConnections: number;
   /** How often committed events are sealed into the hash chain (the not-yet-chained window). */
   readonly sealIntervalMs: number;

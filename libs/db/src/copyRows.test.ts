@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createTestDatabase, testServices, type TestDatabase } from '@clinical/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BinaryRowWriter } from './binaryRowWriter.js';
 import { copyRows, copyText, COPY_NULL } from './copyRows.js';
 import { claimRequestId, saveIdempotentResponse } from './idempotentClientRequests.js';
 import { withAuditedClient } from './withAuditedClient.js';
@@ -72,6 +73,35 @@ describe('copyRows', () => {
     const after = await admin.query('SELECT count(*)::int AS n FROM vital_signs');
     expect(after.rows[0].n).toBe(before.rows[0].n);
     await expect(withAuditedClient(pool, { userId: 'copier' }, (client) => client.query('SELECT 1'))).resolves.toBeDefined();
+  });
+
+  it('writes binary rows (header and trailer added), streamed from an iterable; a refused row keeps nothing', async () => {
+    const binaryRow = (heartRate: number) =>
+      Buffer.from(new BinaryRowWriter().row(4).uuid(patientId).timestamptz(Date.UTC(2024, 4, 2, 10)).int4(heartRate).jsonb('{"b": 1}').bytes());
+    function* chunks() {
+      for (let index = 0; index < 3; index += 1) {
+        yield binaryRow(100 + index);
+      }
+    }
+    const written = await withAuditedClient(pool, { userId: 'copier' }, (client) =>
+      copyRows(client, 'vital_signs', COLUMNS, chunks(), { format: 'binary' }),
+    );
+    expect(written).toBe(3);
+    const { rows } = await admin.query(
+      `SELECT heart_rate, data_batch FROM vital_signs WHERE patient_id = $1 AND measurement_time = '2024-05-02T10:00:00Z' ORDER BY heart_rate`,
+      [patientId],
+    );
+    expect(rows).toEqual([100, 101, 102].map((heartRate) => ({ heart_rate: heartRate, data_batch: { b: 1 } })));
+    await expect(
+      withAuditedClient(pool, { userId: 'copier' }, (client) =>
+        copyRows(client, 'vital_signs', COLUMNS, Buffer.concat([binaryRow(110), binaryRow(999)]), { format: 'binary' }),
+      ),
+    ).rejects.toMatchObject({ code: '23514' });
+    const after = await admin.query(
+      `SELECT count(*)::int AS n FROM vital_signs WHERE patient_id = $1 AND measurement_time = '2024-05-02T10:00:00Z'`,
+      [patientId],
+    );
+    expect(after.rows[0].n).toBe(3);
   });
 
   it('refuses identifiers that are not plain names', async () => {

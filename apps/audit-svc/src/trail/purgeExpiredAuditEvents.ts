@@ -85,7 +85,12 @@ export function purgeExpiredAuditEventsHandler(runtime: ServiceRuntime, settings
         }
 
         // What is removed must verify, and so must its link to what remains.
-        const verified = await verifyChain(transaction, { end: BigInt(through) + 2n, batchSize: settings.verifyBatchSize });
+        const verified = await verifyChain(transaction, {
+          end: BigInt(through) + 2n,
+          batchSize: settings.verifyBatchSize,
+          databaseUrl: runtime.config.databaseUrl,
+          connections: settings.verifyConnections,
+        });
         if (!verified.intact) {
           throw new FailedPreconditionError(
             `the events to purge do not verify (chain break at ${verified.firstBreak?.sequenceNumber ?? '?'}); investigate before purging`,

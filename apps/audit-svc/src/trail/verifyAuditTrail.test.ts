@@ -1,4 +1,5 @@
 import { auditV1 } from '@clinical/contracts';
+import { sql } from '@clinical/db';
 import { startTestService, type TestService } from '@clinical/server-kit/testing';
 import { Status } from 'nice-grpc';
 import type pg from 'pg';
@@ -6,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createAuditServiceModule } from '../auditServiceModule.js';
 import { connectAs, expectStatus, inAuditedTransaction, insertPatient } from '../testKit.js';
 import { sealPendingEvents } from './chainSealer.js';
+import { verifyChain } from './verifyChain.js';
 
 const { ChainBreakKind } = auditV1;
 const running: TestService[] = [];
@@ -205,5 +207,141 @@ describe('VerifyAuditTrail', () => {
       kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED,
       sequenceNumber: '2001',
     });
+  });
+});
+
+describe('VerifyAuditTrail on a large trail, read in slices by several readers', () => {
+  /**
+   * A trail of about 9,000 events read in slices of 1,000 event_seq values
+   * by three connections: the auditor's session, then five patients whose
+   * transaction opened first and committed last (chained after everything
+   * else: positions out of event_seq order, across slices), between them
+   * 9,000 patients in one statement.
+   */
+  async function largeTrail() {
+    const service = await startTestService(createAuditServiceModule({ verifyBatchSize: 1_000, verifyConnections: 3 }));
+    running.push(service);
+    const auditorToken = await service.token({ sub: 'auditor-large', roles: ['auditor'], sites: '*' });
+    const admin = await connectAs(service);
+    clients.push(admin);
+    const late = await connectAs(service, 'clinical_patient_svc');
+    const bulk = await connectAs(service, 'clinical_patient_svc');
+    await late.query('BEGIN');
+    await late.query("SELECT set_config('app.user_id', 'late-writer', true)");
+    for (let i = 0; i < 5; i += 1) {
+      await insertPatient(late);
+    }
+    await inAuditedTransaction(bulk, { userId: 'coordinator-bulk' }, async () => {
+      await bulk.query(
+        `INSERT INTO patients (subject_number, site_id, protocol_id, enrollment_date)
+         SELECT 'LARGE-' || g, 'SITE-A', 'RA001', '2024-01-15' FROM generate_series(1, 9000) AS g`,
+      );
+    });
+    await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
+    await late.query('COMMIT');
+    await Promise.all([late.end(), bulk.end()]);
+    await sealPendingEvents(service.running.runtime.pool, 100_000, { waitForOtherSealers: true });
+    const auditor = service.client(auditV1.AuditServiceDefinition, auditorToken);
+    const entryAt = async (position: number) =>
+      (
+        await admin.query<{ event_seq: string; event_id: string }>(
+          'SELECT c.event_seq, e.event_id FROM audit_chain c LEFT JOIN audit_events e USING (event_seq) WHERE c.sequence_number = $1',
+          [position],
+        )
+      ).rows[0]!;
+    const positionOfSeq = async (eventSeq: number) =>
+      Number((await admin.query('SELECT sequence_number FROM audit_chain WHERE event_seq = $1', [eventSeq])).rows[0].sequence_number);
+    return { service, admin, auditor, entryAt, positionOfSeq };
+  }
+
+  it('finds it intact, chained out of event_seq order across slices, whole and in ranges', async () => {
+    const { auditor, admin } = await largeTrail();
+    const { rows } = await admin.query<{ first: string; last: string }>(
+      `SELECT min(c.sequence_number) AS first, max(c.sequence_number) AS last
+         FROM audit_chain c JOIN audit_events e USING (event_seq) WHERE e.user_id = 'late-writer'`,
+    );
+    // The late transaction's events were written second and chained last.
+    expect(rows[0]).toEqual({ first: '9002', last: '9006' });
+    expect(await auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '9006', lastSequenceNumber: '9006', unchainedCount: '0' });
+    expect(await auditor.verifyAuditTrail({ startSequenceNumber: '2500', endSequenceNumber: '7000' })).toMatchObject({
+      intact: true,
+      checkedCount: '4500',
+      firstSequenceNumber: '2500',
+      lastSequenceNumber: '6999',
+    });
+    expect(await auditor.verifyAuditTrail({ startSequenceNumber: '9000' })).toMatchObject({ intact: true, checkedCount: '7' });
+  });
+
+  it("finds one event's content edited, one link rewritten and one row deleted in its middle, the earliest first", async () => {
+    const { admin, auditor, entryAt, positionOfSeq } = await largeTrail();
+
+    // One event's content, in the sixth slice.
+    const edited = await entryAt(5_500);
+    await behindTheBack(admin, "UPDATE audit_events SET payload = '{\"tampered\": true}' WHERE event_seq = $1", [edited.event_seq]);
+    const afterEdit = await auditor.verifyAuditTrail({});
+    expect(afterEdit.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, sequenceNumber: '5500', eventId: edited.event_id });
+    expect(afterEdit.checkedCount).toBe('5499');
+
+    // One link, where two slices meet: the entry hashes right, but links to a forged predecessor.
+    const linked = await positionOfSeq(4_001);
+    expect((await entryAt(linked - 1)).event_seq).toBe('4000');
+    await behindTheBack(
+      admin,
+      `UPDATE audit_chain SET previous_hash = sha256('forged'), row_hash = sha256(sha256('forged') || content_hash)
+        WHERE sequence_number = $1`,
+      [linked],
+    );
+    const afterLink = await auditor.verifyAuditTrail({});
+    expect(afterLink.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, sequenceNumber: String(linked) });
+    expect(afterLink.checkedCount).toBe(String(linked - 1));
+
+    // One link within a slice, the same way.
+    await behindTheBack(
+      admin,
+      `UPDATE audit_chain SET previous_hash = sha256('forged'), row_hash = sha256(sha256('forged') || content_hash)
+        WHERE sequence_number = 3333`,
+    );
+    expect((await auditor.verifyAuditTrail({})).firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, sequenceNumber: '3333' });
+
+    // One row deleted by the owner (around the triggers that refuse it), event and entry: a gap.
+    const deleted = await entryAt(2_222);
+    await behindTheBack(admin, 'DELETE FROM audit_events WHERE event_seq = $1', [deleted.event_seq]);
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 2222');
+    const afterDelete = await auditor.verifyAuditTrail({});
+    expect(afterDelete.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '2222' });
+    expect(afterDelete.checkedCount).toBe('2221');
+
+    // An event of the late transaction (chained at the end, read in the first slice) deleted, its entry kept.
+    await behindTheBack(admin, "DELETE FROM audit_events WHERE event_seq = (SELECT event_seq FROM audit_chain WHERE sequence_number = 9003)");
+    expect((await auditor.verifyAuditTrail({ startSequenceNumber: '9000' })).firstBreak).toMatchObject({
+      kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED,
+      sequenceNumber: '9003',
+    });
+  });
+
+  it('checks the links in position order when it would hold too many runs, with the same findings', async () => {
+    const { service, admin } = await largeTrail();
+    const verifyHoldingAtMost = (maxOpenRuns: number) =>
+      service.running.runtime.pool.transaction(async (transaction) => {
+        await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+        return verifyChain(transaction, { batchSize: 500, databaseUrl: service.config.databaseUrl, connections: 2, maxOpenRuns });
+      });
+    expect(await verifyHoldingAtMost(1)).toMatchObject({ intact: true, checkedCount: '9006' });
+    await behindTheBack(
+      admin,
+      `UPDATE audit_chain SET previous_hash = sha256('forged'), row_hash = sha256(sha256('forged') || content_hash)
+        WHERE sequence_number = 7777`,
+    );
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 8888');
+    for (const maxOpenRuns of [1, 50_000]) {
+      expect((await verifyHoldingAtMost(maxOpenRuns)).firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, sequenceNumber: '7777' });
+    }
+    await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 1234');
+    for (const maxOpenRuns of [1, 50_000]) {
+      expect(await verifyHoldingAtMost(maxOpenRuns)).toMatchObject({
+        checkedCount: '1233',
+        firstBreak: { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, sequenceNumber: '1234' },
+      });
+    }
   });
 });

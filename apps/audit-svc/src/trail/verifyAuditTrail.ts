@@ -1,11 +1,10 @@
 import type { auditV1 } from '@clinical/contracts';
-import { sql, type DatabaseTransactionConnection } from '@clinical/db';
-import { z } from 'zod';
+import { sql } from '@clinical/db';
 import { PermissionDeniedError } from '@clinical/errors';
 import { accessibleSites, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import type { AuditSettings } from '../auditSettings.js';
 import { sealPendingEvents } from './chainSealer.js';
-import { verifyChain, type SnapshotReader } from './verifyChain.js';
+import { verifyChain } from './verifyChain.js';
 
 /** An int64 request field: its value, or undefined for 0; violations accumulate in `v`. */
 export function positionOf(v: FieldValidator, field: string, value: string): bigint | undefined {
@@ -23,9 +22,10 @@ export function positionOf(v: FieldValidator, field: string, value: string): big
 
 /**
  * VerifyAuditTrail: seals what has committed, then recomputes the chain over
- * one consistent snapshot of the trail, exported to as many connections as
- * AUDIT_VERIFY_CONNECTIONS so that batches are checked side by side. Needs a
- * token for every site: it reads every event.
+ * one consistent snapshot of the trail, read by binary COPY on
+ * AUDIT_VERIFY_CONNECTIONS connections side by side and hashed in a worker
+ * thread (see verifyChain). Needs a token for every site: it reads every
+ * event.
  */
 export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: AuditSettings) {
   return async function verifyAuditTrail(
@@ -45,46 +45,18 @@ export function verifyAuditTrailHandler(runtime: ServiceRuntime, settings: Audit
     // Chain what has committed up to now, so that the check covers it.
     await sealPendingEvents(runtime.pool, settings.sealBatchSize, { waitForOtherSealers: true });
     return runtime.pool.transaction(async (transaction) => {
-      await prepareVerifyTransaction(transaction, settings.verifyConnections);
-      let helpers: SnapshotReader[] = [];
-      if (settings.verifyConnections > 1) {
-        const snapshot = await transaction.oneFirst(sql.type(z.object({ snapshot: z.string().regex(SNAPSHOT_ID) }))`
-          SELECT pg_export_snapshot() AS snapshot
-        `);
-        const helper: SnapshotReader = (work) =>
-          runtime.pool.transaction(async (reader) => {
-            await prepareVerifyTransaction(reader, settings.verifyConnections, snapshot);
-            await work(reader);
-          });
-        helpers = Array.from({ length: settings.verifyConnections - 1 }, () => helper);
-      }
-      return verifyChain(transaction, { start, end, batchSize: settings.verifyBatchSize, signal: context.signal, helpers });
+      // One consistent, read-only snapshot for the small queries and, exported, for the readers.
+      await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+      // The event_seq bounds of a range of millions of positions take longer than an ordinary statement may.
+      await transaction.query(sql.unsafe`SET LOCAL statement_timeout = '600s'`);
+      return verifyChain(transaction, {
+        start,
+        end,
+        batchSize: settings.verifyBatchSize,
+        signal: context.signal,
+        databaseUrl: runtime.config.databaseUrl,
+        connections: settings.verifyConnections,
+      });
     });
   };
-}
-
-/** What pg_export_snapshot returns, e.g. 00000003-0000001B-1. */
-const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+-[0-9]+$/;
-
-/**
- * Makes a transaction fit for verifying, before its first query: one
- * consistent, read-only snapshot (REPEATABLE READ; a helper then imports
- * the first one's), time for a whole-trail check, no hash joins. With
- * several connections checking batches side by side, each runs its
- * statements without parallel workers: the connections share the cores.
- */
-async function prepareVerifyTransaction(transaction: DatabaseTransactionConnection, connections: number, snapshot?: string) {
-  await transaction.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
-  if (snapshot) {
-    await transaction.query(sql.unsafe`SET TRANSACTION SNAPSHOT ${sql.literalValue(snapshot)}`);
-  }
-  // A whole-trail check takes longer than an ordinary statement may.
-  await transaction.query(sql.unsafe`SET LOCAL statement_timeout = '600s'`);
-  // Chain and events meet on event_seq, indexed on both sides: a merge join reads both in
-  // order. Without fresh statistics (a bulk load before autovacuum ran) the planner would
-  // rather hash half a million wide event rows per batch and spill them to disk.
-  await transaction.query(sql.unsafe`SET LOCAL enable_hashjoin = off`);
-  if (connections > 1) {
-    await transaction.query(sql.unsafe`SET LOCAL max_parallel_workers_per_gather = 0`);
-  }
 }

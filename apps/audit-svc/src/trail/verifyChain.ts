@@ -1,216 +1,163 @@
 import { createHash } from 'node:crypto';
 import { auditV1 } from '@clinical/contracts';
 import type { CommonQueryMethods } from '@clinical/db';
+import type { LinkOutcome } from './chainLinks.js';
 import {
-  checkChainedContent,
-  checkChainLinks,
   selectChainBounds,
   selectChainedEvent,
   selectChainEntry,
+  selectEventSeqBounds,
   selectFirstEventAfter,
-  selectUnchainedEvents,
-  ZERO_HASH,
+  selectPositionAfterEvent,
 } from './chainQueries.js';
+import { exportSnapshot } from './exportSnapshot.js';
+import { runChainScan } from './runChainScan.js';
+import { ChainFindings } from './scanChainSlice.js';
 
 const { ChainBreakKind } = auditV1;
+
+/** Stretches of positions not yet joined to their neighbours that a check holds before it checks links in position order instead (~300 bytes each). */
+const MAX_OPEN_RUNS = 50_000;
 
 export interface VerifyChainOptions {
   /** First position to check; default (or anything before it) the first after the anchor. */
   readonly start?: bigint;
   /** Position to stop before; default the end of the chain. */
   readonly end?: bigint;
-  /** Positions checked per query. */
+  /** event_seq values read per COPY statement: the unit the readers share out. */
   readonly batchSize: number;
-  /** Checked between batches: a cancelled call stops reading. */
+  /** A cancelled call stops the scan (its worker is terminated). */
   readonly signal?: AbortSignal;
-  /** More connections on the same snapshot, to check batches side by side. */
-  readonly helpers?: readonly SnapshotReader[];
+  /** Where to open the readers (the service's own role). */
+  readonly databaseUrl: string;
+  /** Readers on `db`'s snapshot, reading slices side by side. */
+  readonly connections: number;
+  /** Overrides MAX_OPEN_RUNS (tests reach the position-order check with it). */
+  readonly maxOpenRuns?: number;
 }
-
-/**
- * Runs `work` on a connection that sees the same snapshot as the one
- * verifyChain was given, inside that connection's own transaction (slonik
- * refuses a query on a transaction from within another's callback).
- */
-export type SnapshotReader = (work: (db: CommonQueryMethods) => Promise<void>) => Promise<void>;
 
 interface Candidate {
   readonly kind: auditV1.ChainBreakKind;
-  readonly position: bigint;
+  readonly position: number;
 }
 
 const sha256Hex = (...hexParts: string[]) =>
   createHash('sha256').update(Buffer.concat(hexParts.map((part) => Buffer.from(part, 'hex')))).digest('hex');
 
+/** The first of `candidates` by position; on a tie, the one listed first. */
 const earliest = (candidates: readonly (Candidate | undefined)[]): Candidate | undefined =>
   candidates
-    .filter((candidate): candidate is Candidate => candidate !== undefined)
+    .filter((candidate): candidate is Candidate => candidate !== undefined && Number.isFinite(candidate.position))
     .reduce<Candidate | undefined>((first, candidate) => (!first || candidate.position < first.position ? candidate : first), undefined);
 
-/** What checking one batch of positions found. */
-interface BatchOutcome {
-  /** Positions seen in the batch. */
-  readonly checked: bigint;
-  /** Its earliest break, if any. */
-  readonly found?: Candidate;
-  /** The event_seq values its entries name. */
-  readonly eventSeqRange?: { readonly min: string; readonly max: string };
+/** Positions are bigint strings in SQL and numbers here: a chain would need 2^53 events to tell them apart. */
+function positionOf(value: string | bigint): number {
+  const position = Number(value);
+  if (!Number.isSafeInteger(position)) {
+    throw new Error('a chain position beyond 2^53');
+  }
+  return position;
 }
 
 /**
- * Checks positions low..high (inclusive): links (each entry to the one
- * before, the first to `priorHash`), content (each chained event present
- * and hashing as chained), and that the batch is whole. `atHead`: high is
- * the head's position, so a missing tail is a truncation.
- */
-async function checkBatch(db: CommonQueryMethods, low: bigint, high: bigint, priorHash: string, atHead: boolean): Promise<BatchOutcome> {
-  const links = await checkChainLinks(db, String(low), String(high), priorHash);
-  const lastSeen = links.last_sequence === null ? low - 1n : BigInt(links.last_sequence);
-  const eventSeqRange =
-    links.min_event_seq !== null && links.max_event_seq !== null ? { min: links.min_event_seq, max: links.max_event_seq } : undefined;
-  const content = eventSeqRange ? await checkChainedContent(db, String(low), String(high), eventSeqRange) : undefined;
-  const found = earliest([
-    links.first_gap === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(links.first_gap) },
-    links.first_broken === null ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, position: BigInt(links.first_broken) },
-    content?.first_missing ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: BigInt(content.first_missing) } : undefined,
-    content?.first_edited ? { kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, position: BigInt(content.first_edited) } : undefined,
-    lastSeen < high
-      ? { kind: atHead ? ChainBreakKind.CHAIN_BREAK_KIND_TRUNCATED : ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: lastSeen + 1n }
-      : undefined,
-  ]);
-  return { checked: BigInt(links.checked), found, eventSeqRange };
-}
-
-/**
- * The row hash a batch starting at `low` (after the chain's first batch)
- * must link to: the entry before it. When that entry is missing, the batch
- * before reports the gap, which comes first; this batch then takes its own
- * first link as given rather than report a later, derived break.
- */
-async function priorHashOf(db: CommonQueryMethods, low: bigint): Promise<string> {
-  const prior = await selectChainEntry(db, String(low - 1n));
-  return prior?.row_hash ?? (await selectChainEntry(db, String(low)))?.previous_hash ?? ZERO_HASH;
-}
-
-/**
- * Recomputes the hash chain over a range of positions (set-based, a batch of
- * positions per query) and looks for events left out of it. Reports the
- * first break: a gap or a missing event (DELETED), a missing tail
- * (TRUNCATED), content that no longer hashes as chained (EDITED), a chain
- * entry that does not link or an event without entry (INSERTED).
- *
- * `db` and `options.helpers` see one and the same snapshot (`db` exported
- * it, the helpers imported it): each checks a batch at a time, so that the
- * batches run side by side on as many cores. Batches after one with a break
- * are not started; the earliest break wins.
+ * Verifies a range of chain positions: reads entries and events by binary
+ * COPY on `options.connections` connections that import `db`'s snapshot
+ * (slices of event_seq side by side) and recomputes every hash in a worker
+ * thread (runChainScan, scanChain), then reports the first break:
+ * a gap or a missing event (DELETED), a missing tail (TRUNCATED), content
+ * that no longer hashes as chained (EDITED), an entry that does not hash
+ * right or does not link (INSERTED), or an event with neither an entry nor
+ * a place in the sealer's queue (INSERTED: written behind the services'
+ * back). Every slice is read to the end, so the earliest break wins
+ * whatever slice found it. `db` answers the small queries (bounds, the
+ * break's details) on the same snapshot.
  */
 export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOptions): Promise<auditV1.VerifyAuditTrailResponse> {
   const verifyTime = new Date();
   const bounds = await selectChainBounds(db);
   const anchorSequence = BigInt(bounds.anchor_sequence);
-  const headSequence = BigInt(bounds.head_sequence);
-  const first = options.start !== undefined && options.start > anchorSequence + 1n ? options.start : anchorSequence + 1n;
-  const toEnd = options.end === undefined || options.end - 1n >= headSequence;
-  const last = toEnd ? headSequence : (options.end as bigint) - 1n;
-  const batch = BigInt(options.batchSize);
+  const headSequence = positionOf(bounds.head_sequence);
+  // A range past the head is empty, whatever its numbers: compare them as they came before narrowing them.
+  const from = options.start !== undefined && options.start > anchorSequence + 1n ? options.start : anchorSequence + 1n;
+  const toEnd = options.end === undefined || options.end - 1n >= BigInt(headSequence);
+  const through = toEnd ? BigInt(headSequence) : (options.end as bigint) - 1n;
+  const empty = from > through;
+  const first = empty ? 0 : positionOf(from);
+  const last = empty ? -1 : positionOf(through);
 
-  let found: Candidate | undefined;
-  let checked = 0n;
-  let firstPriorHash = bounds.anchor_hash;
-  let eventSeqRange: { min: string; max: string } | undefined;
-  if (first > anchorSequence + 1n && first <= last) {
-    const prior = await selectChainEntry(db, String(first - 1n));
+  let priorHash = bounds.anchor_hash;
+  let priorMissing: Candidate | undefined;
+  if (!empty && from > anchorSequence + 1n) {
+    const prior = await selectChainEntry(db, String(first - 1));
     if (prior) {
-      firstPriorHash = prior.row_hash;
+      priorHash = prior.row_hash;
     } else {
-      found = { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: first - 1n };
+      priorMissing = { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: first - 1 };
     }
   }
 
-  const batchCount = found || last < first ? 0 : Number((last - first) / batch) + 1;
-  const outcomes: BatchOutcome[] = [];
-  let nextBatch = 0;
-  let earliestBroken = batchCount;
-  // A whole-chain check looks for unchained events everywhere, whatever the
-  // batches find: the first reader out of batches does it meanwhile.
-  const wholeChain = toEnd && first === anchorSequence + 1n;
-  let unchainedEverywhere: ReturnType<typeof selectUnchainedEvents> | undefined;
-  const checkBatches = async (reader: CommonQueryMethods) => {
-    for (;;) {
-      if (nextBatch >= batchCount || nextBatch > earliestBroken) {
-        if (wholeChain && !unchainedEverywhere) {
-          unchainedEverywhere = selectUnchainedEvents(reader);
-          await unchainedEverywhere;
-        }
-        return;
-      }
-      options.signal?.throwIfAborted();
-      const index = nextBatch;
-      nextBatch += 1;
-      const low = first + BigInt(index) * batch;
-      const high = low + batch - 1n < last ? low + batch - 1n : last;
-      const priorHash = index === 0 ? firstPriorHash : await priorHashOf(reader, low);
-      const outcome = await checkBatch(reader, low, high, priorHash, toEnd && high === headSequence);
-      outcomes[index] = outcome;
-      if (outcome.found && index < earliestBroken) {
-        earliestBroken = index;
-      }
-    }
-  };
-  // Every reader's work settles before the snapshot's transactions may end.
-  const settled = await Promise.allSettled([checkBatches(db), ...(options.helpers ?? []).map((helper) => helper(checkBatches))]);
-  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-  if (failed) {
-    throw failed.reason;
-  }
-  for (const outcome of outcomes.slice(0, Math.min(earliestBroken + 1, batchCount))) {
-    if (outcome.eventSeqRange) {
-      eventSeqRange = {
-        min: eventSeqRange && BigInt(eventSeqRange.min) < BigInt(outcome.eventSeqRange.min) ? eventSeqRange.min : outcome.eventSeqRange.min,
-        max: eventSeqRange && BigInt(eventSeqRange.max) > BigInt(outcome.eventSeqRange.max) ? eventSeqRange.max : outcome.eventSeqRange.max,
-      };
-    }
-    if (outcome.found) {
-      found = outcome.found;
-      break;
-    }
-    checked += outcome.checked;
-  }
-  if (found) {
-    checked = found.position > first ? found.position - first : 0n;
+  let findings = new ChainFindings();
+  let links: LinkOutcome = {};
+  if (!empty) {
+    // A whole-chain check looks for events without an entry everywhere; a range among the event_seq values its entries name.
+    const wholeChain = toEnd && from === anchorSequence + 1n;
+    const seqBounds = await selectEventSeqBounds(db, String(first), String(last), wholeChain);
+    ({ findings, links } = await runChainScan(
+      {
+        databaseUrl: options.databaseUrl,
+        snapshot: await exportSnapshot(db),
+        connections: options.connections,
+        first,
+        last,
+        low: seqBounds.low === null ? null : positionOf(seqBounds.low),
+        high: seqBounds.high === null ? null : positionOf(seqBounds.high),
+        batchSize: options.batchSize,
+        priorHash,
+        maxOpenRuns: options.maxOpenRuns ?? MAX_OPEN_RUNS,
+      },
+      options.signal,
+    ));
   }
 
-  // Events without a chain entry: everywhere for a whole-chain check, else
-  // among the event_seq values the checked range covers.
-  const unchained = await (unchainedEverywhere ?? selectUnchainedEvents(db, wholeChain ? undefined : eventSeqRange));
-  const writtenOutside = BigInt(unchained.unchained);
-  const unchainedCount = writtenOutside + BigInt(unchained.awaiting_seal);
+  let found = earliest([
+    priorMissing,
+    links.firstGap === undefined ? undefined : { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: links.firstGap },
+    { kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED, position: Math.min(findings.firstBroken, links.firstBroken ?? Number.POSITIVE_INFINITY) },
+    { kind: ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: findings.firstMissing },
+    { kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, position: findings.firstEdited },
+    links.missingTailFrom === undefined
+      ? undefined
+      : { kind: toEnd ? ChainBreakKind.CHAIN_BREAK_KIND_TRUNCATED : ChainBreakKind.CHAIN_BREAK_KIND_DELETED, position: links.missingTailFrom },
+  ]);
+  let checked = found ? Math.max(found.position - first, 0) : findings.chained;
+
   let unchainedBreak: auditV1.ChainBreak | undefined;
-  if (writtenOutside > 0n && unchained.first_event_id) {
-    const position = unchained.next_position === null ? headSequence + 1n : BigInt(unchained.next_position);
+  if (findings.firstOutside) {
+    const after = await selectPositionAfterEvent(db, String(findings.firstOutside.eventSeq));
+    const position = after === null ? headSequence + 1 : positionOf(after);
     if (!found || position < found.position) {
       found = undefined;
-      checked = position > first ? position - first : 0n;
+      checked = Math.max(position - first, 0);
+      const { eventId } = findings.firstOutside;
       unchainedBreak = {
         kind: ChainBreakKind.CHAIN_BREAK_KIND_INSERTED,
         sequenceNumber: String(position),
-        eventId: unchained.first_event_id,
+        eventId,
         expectedHash: '',
         actualHash: '',
-        description: `event ${unchained.first_event_id} has no chain entry and was never queued for one: written outside the services; ${writtenOutside} such event(s)`,
+        description: `event ${eventId} has no chain entry and was never queued for one: written outside the services; ${findings.writtenOutside} such event(s)`,
       };
     }
   }
 
   const firstBreak = unchainedBreak ?? (found ? await describeBreak(db, found, headSequence, bounds.head_hash) : undefined);
-  const lastChecked = checked > 0n ? first + checked - 1n : 0n;
   return {
     intact: firstBreak === undefined,
     checkedCount: String(checked),
-    firstSequenceNumber: checked > 0n ? String(first) : '0',
-    lastSequenceNumber: String(lastChecked),
+    firstSequenceNumber: checked > 0 ? String(first) : '0',
+    lastSequenceNumber: String(checked > 0 ? first + checked - 1 : 0),
     firstBreak,
-    unchainedCount: String(unchainedCount),
+    unchainedCount: String(findings.writtenOutside + findings.awaitingSeal),
     anchorHash: bounds.anchor_hash,
     anchorSequenceNumber: bounds.anchor_sequence,
     verifyTime,
@@ -220,7 +167,7 @@ export async function verifyChain(db: CommonQueryMethods, options: VerifyChainOp
 async function describeBreak(
   db: CommonQueryMethods,
   found: Candidate,
-  headSequence: bigint,
+  headSequence: number,
   headHash: string,
 ): Promise<auditV1.ChainBreak> {
   const position = String(found.position);
@@ -238,7 +185,7 @@ async function describeBreak(
     }
     case ChainBreakKind.CHAIN_BREAK_KIND_INSERTED: {
       const entry = await selectChainEntry(db, position);
-      const before = await selectChainEntry(db, String(found.position - 1n));
+      const before = await selectChainEntry(db, String(found.position - 1));
       const event = await selectChainedEvent(db, position);
       const linked = before && entry && before.row_hash === entry.previous_hash;
       return {

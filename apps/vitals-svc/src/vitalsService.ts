@@ -7,12 +7,22 @@ import type { IngestionDependencies } from './vitals/ingestionPool.js';
 import { listVitalsHandler } from './vitals/listVitals.js';
 import { recordVitalsHandler } from './vitals/recordVitals.js';
 import { streamVitalsHandler } from './vitals/streamVitals.js';
+import { StreamVitalsMessage } from './vitals/streamVitalsMessage.js';
 import { summarizeVitalsHandler } from './vitals/summarizeVitals.js';
+
+/** VitalsService as generated, but for StreamVitals's messages, decoded by the service's own decoder (into columns). */
+const vitalsServiceDefinition = {
+  ...vitalsV1.VitalsServiceDefinition,
+  methods: {
+    ...vitalsV1.VitalsServiceDefinition.methods,
+    streamVitals: { ...vitalsV1.VitalsServiceDefinition.methods.streamVitals, requestType: StreamVitalsMessage },
+  },
+} as const;
 
 /** clinical.vitals.v1.VitalsService bound to its handlers and method policies. */
 export function vitalsService(runtime: ServiceRuntime, dependencies: IngestionDependencies): ServiceBinding {
   return defineService(
-    vitalsV1.VitalsServiceDefinition,
+    vitalsServiceDefinition,
     {
       recordVitals: recordVitalsHandler(runtime),
       batchRecordVitals: batchRecordVitalsHandler(dependencies),

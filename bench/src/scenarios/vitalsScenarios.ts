@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
-import { COPY_NULL, copyRows, copyText } from '@clinical/db';
-import { residentMiB } from '@clinical/testing';
+import { BinaryRowWriter, copyRows } from '@clinical/db';
+import { cpuSeconds, residentMiB } from '@clinical/testing';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
@@ -14,13 +14,17 @@ import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.
 /**
  * vitals-svc benchmarks. Ingestion scenarios report rows per second in the
  * `rps` column (for batches, calls/s x readings per call) and compare, in the
- * same run and on the same rows, with two baselines: raw COPY into vital_signs
- * from this process (chunks of 5,000 rows in one transaction, as the service's
- * role, audit triggers included) and the old system's way, one INSERT per
- * reading in a loop on one connection, in two forms: all in one transaction
- * (the loop at its kindest) and each committed on its own. Clients send
- * pre-encoded bytes so that the load generator spends as little CPU as
- * possible on the shared cores. ListVitals scenarios read one patient's day.
+ * same run and on the same rows, with raw binary COPY from this process into
+ * a copy of the table the service writes (vital_signs_bulk: `LIKE ...
+ * INCLUDING ALL`, so its key, indexes and CHECK constraints, and no trigger):
+ * statements of 5,000 rows (the service's chunk, each message's readings
+ * grouped by patient as the service groups them), encoded before the clock
+ * starts except for their fresh ids: what the database alone costs for those
+ * rows. And with the old system's way, one INSERT per reading in a loop on
+ * one connection, in two forms: all in one transaction (the loop at its
+ * kindest) and each committed on its own. Clients send pre-encoded bytes so
+ * that the load generator spends as little CPU as possible on the shared
+ * cores. ListVitals scenarios read one patient's day.
  */
 
 const SITES = ['SITE-01', 'SITE-02', 'SITE-03', 'SITE-04'];
@@ -28,7 +32,10 @@ const MESSAGE_READINGS = 5_000;
 const STREAM_READINGS = 1_000_000;
 const INSERT_LOOP_SECONDS = 5;
 const STREAM_PATH = '/clinical.vitals.v1.VitalsService/StreamVitals';
+/** The columns vitals-svc writes to vital_signs_bulk, in its order. */
 const COLUMNS = ['vital_id', 'patient_id', 'visit_date', 'measurement_time', 'systolic_bp', 'diastolic_bp', 'heart_rate', 'temperature', 'data_batch'];
+/** The raw baseline's table: vital_signs_bulk's columns, key, indexes and checks, no trigger. */
+const RAW_TABLE = 'vital_signs_bulk_raw';
 
 // ---------------------------------------------------------------------------
 // Data
@@ -66,15 +73,44 @@ function benchReading(patientId: string, index: number, baseMs: number): vitalsV
   });
 }
 
-/** The same reading as COPY fields after the vital_id (what the service writes for it). */
-function copyFields(reading: vitalsV1.VitalSigns): string {
-  const time = reading.measurementTime as Date;
-  const value = (number: number | undefined) => (number === undefined ? COPY_NULL : String(number));
-  return `${reading.patientId}\t${time.toISOString().slice(0, 10)}\t${time.toISOString()}\t${value(reading.systolicBp)}\t${value(
-    reading.diastolicBp,
-  )}\t${value(reading.heartRate)}\t${reading.temperatureCelsius === undefined ? COPY_NULL : reading.temperatureCelsius.toFixed(1)}\t${
-    reading.deviceData ? copyText(JSON.stringify(reading.deviceData)) : COPY_NULL
-  }\n`;
+/** One message's readings as binary COPY rows, with where each row's vital_id goes (set before each COPY). */
+interface RawChunk {
+  readonly rows: Buffer;
+  readonly idOffsets: readonly number[];
+}
+
+/**
+ * The readings as vitals-svc writes them (same columns, same binary values,
+ * grouped by patient in the order patients first appear), ids left to fill.
+ */
+function rawChunk(readings: readonly vitalsV1.VitalSigns[]): RawChunk {
+  const byPatient = new Map<string, vitalsV1.VitalSigns[]>();
+  for (const reading of readings) {
+    byPatient.set(reading.patientId, [...(byPatient.get(reading.patientId) ?? []), reading]);
+  }
+  const writer = new BinaryRowWriter(readings.length * 128);
+  const idOffsets: number[] = [];
+  for (const reading of [...byPatient.values()].flat()) {
+    const timeMs = (reading.measurementTime as Date).getTime();
+    writer.row(COLUMNS.length);
+    // The id's 16 bytes follow its 4-byte length.
+    idOffsets.push(writer.byteLength + 4);
+    writer
+      .uuidBytes(Buffer.alloc(16))
+      .uuid(reading.patientId)
+      .date(Math.floor(timeMs / 86_400_000))
+      .timestamptz(timeMs)
+      .int4(reading.systolicBp!)
+      .int4(reading.diastolicBp!)
+      .int4(reading.heartRate!)
+      .numeric(Math.round(reading.temperatureCelsius! * 10), 1);
+    if (reading.deviceData) {
+      writer.jsonb(JSON.stringify(reading.deviceData));
+    } else {
+      writer.null();
+    }
+  }
+  return { rows: Buffer.from(writer.bytes()), idOffsets };
 }
 
 /** `count` distinct messages of MESSAGE_READINGS readings over `patients`, as readings and as encoded bytes. */
@@ -89,20 +125,24 @@ function buildMessages(patients: readonly string[], count: number): { readings: 
   });
 }
 
-// Time-ordered ids like the service's (UUID v7), so that the COPY baseline pays the same index cost.
+// Time-ordered ids like the service's (UUID v7), written where a row's id goes.
 const idPool = Buffer.alloc(16 * 1024);
 let idOffset = idPool.length;
-function uuidV7(nowMs: number): string {
+function writeUuidV7(target: Buffer, at: number, nowMs: number): void {
   if (idOffset + 10 > idPool.length) {
     randomFillSync(idPool);
     idOffset = 0;
   }
-  const bytes = Buffer.allocUnsafe(16);
-  bytes.writeUIntBE(nowMs, 0, 6);
-  idPool.copy(bytes, 6, idOffset, idOffset + 10);
+  target.writeUIntBE(nowMs, at, 6);
+  idPool.copy(target, at + 6, idOffset, idOffset + 10);
   idOffset += 10;
-  bytes.writeUInt8(0x70 | (bytes.readUInt8(6) & 0x0f), 6);
-  bytes.writeUInt8(0x80 | (bytes.readUInt8(8) & 0x3f), 8);
+  target.writeUInt8(0x70 | (target.readUInt8(at + 6) & 0x0f), at + 6);
+  target.writeUInt8(0x80 | (target.readUInt8(at + 8) & 0x3f), at + 8);
+}
+
+function uuidV7(nowMs: number): string {
+  const bytes = Buffer.allocUnsafe(16);
+  writeUuidV7(bytes, 0, nowMs);
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
@@ -158,17 +198,42 @@ async function beginAudited(client: pg.ClientBase): Promise<void> {
   await client.query("SELECT set_config('app.user_id', 'bench-baseline', true)");
 }
 
+/** Creates the raw baseline's table: what vitals-svc writes, without its triggers. */
+async function createRawTable(environment: BenchEnvironment): Promise<void> {
+  const client = new pg.Client({ connectionString: environment.database.url });
+  await client.connect();
+  try {
+    await client.query(`CREATE TABLE ${RAW_TABLE} (LIKE vital_signs_bulk INCLUDING ALL)`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A raw COPY measurement: rows per second, and the CPU its database backends spent. */
+interface RawCopyResult {
+  readonly result: LoadResult;
+  readonly databaseCpuSeconds: number;
+}
+
 /**
- * Raw COPY of `messages` (their rows, each with a fresh v7 id), `concurrency`
- * connections, each committing every `chunksPerTransaction` chunks of
- * 5,000 rows (one message's readings), until `totalRows` rows or `durationMs` have passed.
+ * Raw binary COPY of `chunks` into RAW_TABLE (each chunk one statement, its
+ * ids fresh v7 ids), `concurrency` connections, each committing every
+ * `chunksPerTransaction` chunks, until `totalRows` rows or `durationMs` have passed.
  */
 async function measureRawCopy(
   environment: BenchEnvironment,
-  messages: readonly string[][],
+  chunks: readonly RawChunk[],
   options: { totalRows: number; durationMs: number; concurrency: number; chunksPerTransaction: number },
-): Promise<LoadResult> {
-  const clients = await Promise.all(Array.from({ length: options.concurrency }, () => connectAsService(environment)));
+): Promise<RawCopyResult> {
+  const clients = await Promise.all(
+    Array.from({ length: options.concurrency }, async () => {
+      const client = new pg.Client({ connectionString: environment.database.url });
+      await client.connect();
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      return { client, pid: rows[0]!.pid };
+    }),
+  );
+  const cpuBefore = clients.reduce((sum, { pid }) => sum + cpuSeconds(pid), 0);
   const latencies: number[] = [];
   let rows = 0;
   let next = 0;
@@ -176,25 +241,59 @@ async function measureRawCopy(
   const deadline = started + options.durationMs;
   try {
     await Promise.all(
-      clients.map(async (client) => {
+      clients.map(async ({ client }) => {
         while (rows < options.totalRows && performance.now() < deadline) {
-          await beginAudited(client);
-          for (let chunk = 0; chunk < options.chunksPerTransaction && rows < options.totalRows; chunk += 1) {
-            const fields = messages[next % messages.length]!;
+          await client.query('BEGIN');
+          for (let statement = 0; statement < options.chunksPerTransaction && rows < options.totalRows; statement += 1) {
+            const chunk = chunks[next % chunks.length]!;
             next += 1;
             const begin = performance.now();
+            // A copy per statement: another connection may be sending the same chunk with its own ids.
+            const bytes = Buffer.from(chunk.rows);
             const nowMs = Date.now();
-            rows += await copyRows(client, 'vital_signs', COLUMNS, fields.map((line) => `${uuidV7(nowMs)}\t${line}`).join(''));
+            for (const at of chunk.idOffsets) {
+              writeUuidV7(bytes, at, nowMs);
+            }
+            rows += await copyRows(client, RAW_TABLE, COLUMNS, bytes, { format: 'binary' });
             latencies.push(performance.now() - begin);
           }
           await client.query('COMMIT');
         }
       }),
     );
+    const databaseCpuSeconds = clients.reduce((sum, { pid }) => sum + cpuSeconds(pid), 0) - cpuBefore;
+    return { result: rowsResult(rows, (performance.now() - started) / 1_000, latencies), databaseCpuSeconds };
   } finally {
-    await Promise.all(clients.map((client) => client.end()));
+    await Promise.all(clients.map(({ client }) => client.end()));
   }
-  return rowsResult(rows, (performance.now() - started) / 1_000, latencies);
+}
+
+/**
+ * CPU seconds spent so far by each backend of `role` in the benchmark's
+ * database, by pid: read before and after a call to see what the service's
+ * connections cost PostgreSQL.
+ */
+async function backendCpu(environment: BenchEnvironment, role: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: environment.database.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = $1',
+      [role],
+    );
+    return new Map(rows.map(({ pid }) => [pid, cpuSeconds(pid)]));
+  } finally {
+    await client.end();
+  }
+}
+
+/** CPU seconds the backends spent between two `backendCpu` readings (a backend new in `after` counts from 0). */
+function cpuSpent(before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>): number {
+  let spent = 0;
+  for (const [pid, seconds] of after) {
+    spent += seconds - (before.get(pid) ?? 0);
+  }
+  return spent;
 }
 
 const INSERT_ONE = `INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp, heart_rate, temperature, data_batch)
@@ -364,7 +463,8 @@ async function sendStream(
 
 interface IngestionSetup {
   readonly messages: { readings: vitalsV1.VitalSigns[]; bytes: Uint8Array }[];
-  readonly fields: string[][];
+  /** Each message's readings as the raw baseline COPYs them. */
+  readonly rawChunks: RawChunk[];
   readonly token: string;
 }
 
@@ -372,14 +472,15 @@ async function ingestionSetup(environment: BenchEnvironment): Promise<IngestionS
   // One ward's worth of patients, their readings interleaved as a gateway sends them.
   const patients = await seedPatients(environment.database.url, 100);
   const messages = buildMessages(patients, 8);
+  await createRawTable(environment);
   return {
     messages,
-    fields: messages.map((message) => message.readings.map(copyFields)),
+    rawChunks: messages.map((message) => rawChunk(message.readings)),
     token: await environment.token({ roles: ['service'], sites: '*', sub: 'bench-device-gateway' }),
   };
 }
 
-/** Both baselines of an ingestion scenario, as two report rows. */
+/** Both baselines of an ingestion scenario, as report rows. */
 function ingestionReports(
   scenario: string,
   measured: LoadResult,
@@ -394,13 +495,14 @@ function ingestionReports(
   return [
     {
       scenario,
-      baselineName: 'raw COPY, rows/s',
+      baselineName: 'raw binary COPY, no triggers, rows/s',
       baseline: copy,
       measured,
       ...common,
       extra: {
         ...extra,
         rowsPerSecond: Math.round(measured.rps),
+        rawCopyRowsPerSecond: Math.round(copy.rps),
         vsRawCopy: +(measured.rps / copy.rps).toFixed(3),
         vsInsertLoop: +(measured.rps / loops.oneTransaction.rps).toFixed(1),
         vsAutocommitInsertLoop: +(measured.rps / loops.autocommit.rps).toFixed(1),
@@ -411,7 +513,16 @@ function ingestionReports(
   ];
 }
 
-/** StreamVitals: one stream of 1,000,000 readings (200 messages of 5,000), after a warm-up stream. */
+/** Microseconds of CPU per row, to two decimals. */
+const usPerRow = (cpuSeconds: number, rows: number) => +((cpuSeconds * 1e6) / rows).toFixed(2);
+
+/**
+ * StreamVitals: one stream of 1,000,000 readings (200 messages of 5,000), after
+ * a warm-up stream, against raw binary COPY of the same readings. Besides rows
+ * per second, the CPU each side cost: the service process and its database
+ * backends for the stream, the COPY's backend for the baseline (CPU does not
+ * depend on what else the shared machine runs, throughput does).
+ */
 async function ingestStream(environment: BenchEnvironment, _settings: RunSettings): Promise<ScenarioReport[]> {
   const setup = await ingestionSetup(environment);
   const bytes = setup.messages.map((message) => message.bytes);
@@ -420,7 +531,7 @@ async function ingestStream(environment: BenchEnvironment, _settings: RunSetting
     // The baseline COPYs the same number of rows, half before and half after the stream, so
     // that a load change on the shared machine during the run weighs on both sides alike.
     const copyHalf = () =>
-      measureRawCopy(environment, setup.fields, {
+      measureRawCopy(environment, setup.rawChunks, {
         totalRows: STREAM_READINGS / 2,
         durationMs: 600_000,
         concurrency: 1,
@@ -429,17 +540,26 @@ async function ingestStream(environment: BenchEnvironment, _settings: RunSetting
     const copyBefore = await copyHalf();
     const rssBeforeMiB = Math.round(residentMiB(service.pid));
     const messageCount = STREAM_READINGS / MESSAGE_READINGS;
+    const backendsBefore = await backendCpu(environment, 'clinical_vitals_svc');
+    const serviceCpuBefore = cpuSeconds(service.pid);
     const stream = await sendStream(service.address, setup.token, bytes, messageCount, service.pid);
+    const serviceCpu = cpuSeconds(service.pid) - serviceCpuBefore;
+    const streamDatabaseCpu = cpuSpent(backendsBefore, await backendCpu(environment, 'clinical_vitals_svc'));
     if (stream.accepted !== String(STREAM_READINGS)) {
       throw new Error(`stream accepted ${stream.accepted} readings, expected ${STREAM_READINGS}`);
     }
     const measured = rowsResult(STREAM_READINGS, stream.ms / 1_000, [stream.ms]);
     const copyAfter = await copyHalf();
-    const copy = combined([copyBefore, copyAfter]);
+    const copy = combined([copyBefore.result, copyAfter.result]);
+    const copyDatabaseCpu = copyBefore.databaseCpuSeconds + copyAfter.databaseCpuSeconds;
     const loops = await measureInsertLoops(environment, setup.messages[0]!.readings);
     return ingestionReports('ingest-stream', measured, copy, loops, 1, service, {
       readings: STREAM_READINGS,
       streamSeconds: +(stream.ms / 1_000).toFixed(2),
+      rawCopyDatabaseCpuUsPerRow: usPerRow(copyDatabaseCpu, STREAM_READINGS),
+      streamDatabaseCpuUsPerRow: usPerRow(streamDatabaseCpu, STREAM_READINGS),
+      streamServiceCpuUsPerRow: usPerRow(serviceCpu, STREAM_READINGS),
+      databaseCpuVsRawCopy: +(copyDatabaseCpu / streamDatabaseCpu).toFixed(3),
       rssBeforeStreamMiB: rssBeforeMiB,
       rssEvery10PercentMiB: stream.rssSamples.join(' '),
     });
@@ -467,14 +587,14 @@ async function ingestBatch(environment: BenchEnvironment, settings: RunSettings)
         call: (index) => caller.call(requests[index % requests.length]!).then(() => undefined),
       });
       const measured = perRow(calls, MESSAGE_READINGS);
-      const copy = await measureRawCopy(environment, setup.fields, {
+      const copy = await measureRawCopy(environment, setup.rawChunks, {
         totalRows: Number.POSITIVE_INFINITY,
         durationMs: settings.durationMs,
         concurrency,
         chunksPerTransaction: 1,
       });
       const loops = await measureInsertLoops(environment, setup.messages[0]!.readings);
-      return ingestionReports('ingest-batch', measured, copy, loops, concurrency, service, {
+      return ingestionReports('ingest-batch', measured, copy.result, loops, concurrency, service, {
         readingsPerCall: MESSAGE_READINGS,
         callsPerSecond: +calls.rps.toFixed(1),
       });
@@ -499,7 +619,7 @@ async function ingestUnary(environment: BenchEnvironment, settings: RunSettings)
     );
     try {
       const measured = await runLoad({ ...settings, call: (index) => caller.call(requests[index % requests.length]!).then(() => undefined) });
-      const copy = await measureRawCopy(environment, setup.fields, {
+      const copy = await measureRawCopy(environment, setup.rawChunks, {
         totalRows: 200_000,
         durationMs: settings.durationMs,
         concurrency: 1,
@@ -508,7 +628,7 @@ async function ingestUnary(environment: BenchEnvironment, settings: RunSettings)
       const loops = await measureInsertLoops(environment, readings);
       const transactions = await measureSingleRowTransactions(environment, readings, settings.concurrency, settings.durationMs);
       return [
-        ...ingestionReports('ingest-unary', measured, copy, loops, settings.concurrency, service, {
+        ...ingestionReports('ingest-unary', measured, copy.result, loops, settings.concurrency, service, {
           vsSingleRowTransactions: +(measured.rps / transactions.rps).toFixed(2),
         }),
         {

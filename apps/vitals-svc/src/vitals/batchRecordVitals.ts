@@ -8,8 +8,8 @@ import type { IngestionDependencies } from './ingestionPool.js';
 import { ReadingsWriter } from './readingsWriter.js';
 import { ReadingViolations } from './readingViolations.js';
 import { MAX_READINGS_PER_MESSAGE, normalizeReading, type NormalizedReading } from './validateReading.js';
-import { newVitalId } from './vitalId.js';
-import { readingCopyFields, recordedVitalSigns } from './vitalRecord.js';
+import { uuidText, writeVitalId } from './vitalId.js';
+import { recordedVitalSigns } from './vitalRecord.js';
 
 /**
  * BatchRecordVitals: validate every reading (violations name their index),
@@ -50,16 +50,14 @@ export function batchRecordVitalsHandler(dependencies: IngestionDependencies) {
           return vitalsV1.BatchRecordVitalsResponse.decode(stored.response);
         }
       }
-      const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-      const createTime = rows[0]?.now ?? new Date();
       const writer = new ReadingsWriter(client, context.principal);
-      const recorded = valid.map((reading) => {
-        const vitalId = newVitalId();
-        writer.add(reading.patientId, `${vitalId}\t${readingCopyFields(reading)}`);
-        return recordedVitalSigns(reading, vitalId, createTime);
+      const vitalIds = Buffer.allocUnsafe(16 * valid.length);
+      valid.forEach((reading, index) => {
+        writeVitalId(vitalIds, 16 * index);
+        writer.add(reading, vitalIds.subarray(16 * index, 16 * index + 16));
       });
-      await writer.flush();
-      const response = { readings: recorded };
+      const createTime = await writer.flush();
+      const response = { readings: valid.map((reading, index) => recordedVitalSigns(reading, uuidText(vitalIds, 16 * index), createTime)) };
       if (identity && requestHash) {
         await saveIdempotentResponse(client, identity, requestHash, vitalsV1.BatchRecordVitalsResponse.encode(response).finish());
       }

@@ -9,15 +9,22 @@ import { ingestionError } from './ingestionErrors.js';
 import type { IngestionDependencies } from './ingestionPool.js';
 import { ReadingsWriter } from './readingsWriter.js';
 import { ReadingViolations } from './readingViolations.js';
-import { MAX_READINGS_PER_MESSAGE, normalizeReading } from './validateReading.js';
-import { newVitalId } from './vitalId.js';
-import { readingCopyFields, readingRetryFields } from './vitalRecord.js';
+import type { StreamVitalsMessage } from './streamVitalsMessage.js';
+import { checkReading, emptyCheckedReading, emptyReadingFields, MAX_READINGS_PER_MESSAGE } from './validateReading.js';
+import { writeVitalId } from './vitalId.js';
+import { readingRetryText } from './vitalRecord.js';
 
 /** How long a half-closed stream waits for a reset that would cancel it before it commits. */
 export const HALF_CLOSE_GRACE_MS = 50;
 
 /** Readings buffered before a COPY: one statement (and one audit event per patient) per chunk. */
 export const STREAM_CHUNK_READINGS = 5_000;
+
+/** Where each reading's vital_id is made before the writer copies it into its row. */
+const vitalId = Buffer.alloc(16);
+/** Each reading as decoded, then as checked, filled in turn: shared by every stream, as acceptMessage never awaits. */
+const fields = emptyReadingFields();
+const checked = emptyCheckedReading();
 
 /**
  * StreamVitals: one transaction for the whole stream. Each message is
@@ -32,7 +39,7 @@ export const STREAM_CHUNK_READINGS = 5_000;
  */
 export function streamVitalsHandler(dependencies: IngestionDependencies) {
   return async function streamVitals(
-    requests: AsyncIterable<vitalsV1.StreamVitalsRequest>,
+    requests: AsyncIterable<StreamVitalsMessage>,
     context: HandlerContext,
   ): Promise<vitalsV1.StreamVitalsResponse> {
     const messages = requests[Symbol.asyncIterator]();
@@ -59,7 +66,7 @@ export function streamVitalsHandler(dependencies: IngestionDependencies) {
         let chunk = 0;
         // At most one COPY in flight: the next message is validated and encoded while
         // PostgreSQL writes the previous chunk, and is not read before that chunk is done.
-        let inFlight: Promise<void> | undefined;
+        let inFlight: Promise<unknown> | undefined;
         const flush = async () => {
           await inFlight;
           inFlight = undefined;
@@ -140,7 +147,7 @@ function cancellationGrace(signal: AbortSignal): Promise<void> {
  * @throws InvalidArgumentError naming readings by their index in the stream.
  */
 function acceptMessage(
-  message: vitalsV1.StreamVitalsRequest,
+  message: StreamVitalsMessage,
   requestId: string,
   acceptedBefore: number,
   writer: ReadingsWriter | undefined,
@@ -158,12 +165,15 @@ function acceptMessage(
   }
   const violations = new ReadingViolations();
   const nowMs = Date.now();
+  const path = (index: number) => `readings[${acceptedBefore + index}]`;
   for (let index = 0; index < count; index += 1) {
-    const reading = normalizeReading(violations, `readings[${acceptedBefore + index}]`, message.readings[index], nowMs);
-    if (reading && violations.empty) {
-      const fields = readingCopyFields(reading);
-      hash?.update(readingRetryFields(reading, fields));
-      writer?.add(reading.patientId, `${newVitalId(nowMs)}\t${fields}`);
+    message.readings.read(index, fields);
+    if (checkReading(violations, path, index, fields, nowMs, checked) && violations.empty) {
+      hash?.update(readingRetryText(checked));
+      if (writer) {
+        writeVitalId(vitalId, 0, nowMs);
+        writer.add(checked, vitalId);
+      }
     }
   }
   violations.throwIfAny();

@@ -1,5 +1,5 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { checkJsonDocument, formatCivilDate, todayUtc } from '@clinical/server-kit';
+import { checkJsonDocument, formatCivilDate, todayUtc, type CivilDate } from '@clinical/server-kit';
 import type { ReadingViolations } from './readingViolations.js';
 
 /** Ranges of the contract (vitals.proto), inclusive. The table's CHECK constraints hold the same bounds. */
@@ -24,30 +24,100 @@ export const MAX_DEVICE_DATA_BYTES = 16 * 1024;
 /** Deepest nesting of device_data objects and lists. */
 export const MAX_DEVICE_DATA_DEPTH = 16;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * A reading's fields as decoded, before any check: what the rules look at.
+ * The stream fills one such object with each reading in turn, normalizeReading
+ * one per VitalSigns message. The two fractional numbers are always numbers,
+ * with a flag for whether they were sent, so that a reused object updates
+ * them in place instead of allocating a number per reading.
+ */
+export interface ReadingFields {
+  patientId: string;
+  measurementSent: boolean;
+  /** measurement_time in milliseconds since 1970 when sent; NaN when it is not an instant. */
+  measurementMs: number;
+  visitDate: CivilDate | undefined;
+  systolicBp: number | undefined;
+  diastolicBp: number | undefined;
+  heartRate: number | undefined;
+  temperatureSent: boolean;
+  temperatureCelsius: number;
+  deviceData: Record<string, unknown> | undefined;
+  /**
+   * device_data already checked, as its JSON text: the stream's decoder
+   * writes the JSON of a plain document itself (see deviceDataJson), and
+   * hands anything else over as `deviceData`.
+   */
+  deviceDataJson: string | undefined;
+}
 
-/** A reading that passed validation, in the form it is stored. */
-export interface NormalizedReading {
+/** A ReadingFields of a reading with nothing sent, for the stream to fill. */
+export function emptyReadingFields(): ReadingFields {
+  return {
+    patientId: '',
+    measurementSent: false,
+    measurementMs: 0,
+    visitDate: undefined,
+    systolicBp: undefined,
+    diastolicBp: undefined,
+    heartRate: undefined,
+    temperatureSent: false,
+    temperatureCelsius: 0,
+    deviceData: undefined,
+    deviceDataJson: undefined,
+  };
+}
+
+/** A reading that passed validation, as it is stored: what a bulk row is written from. */
+export interface CheckedReading {
   /** Lower case. */
-  readonly patientId: string;
+  patientId: string;
+  /** measurement_time in milliseconds since 1970. */
+  measurementMs: number;
+  /** visit_date (default: the UTC date of measurement_time) as days since 1970-01-01. */
+  visitEpochDay: number;
+  systolicBp: number | null;
+  diastolicBp: number | null;
+  heartRate: number | null;
+  /** The temperature in tenths of a degree (DECIMAL(4,1) stores it to the tenth). */
+  temperatureTenths: number | null;
+  /** device_data as JSON text, or null. */
+  deviceDataJson: string | null;
+}
+
+/** A checked reading with the forms of its values the SQL and the responses use. */
+export interface NormalizedReading extends Readonly<CheckedReading> {
+  /** Rounded to the tenth. */
+  readonly temperature: number | null;
+  readonly deviceData: Record<string, unknown> | null;
   /** 'YYYY-MM-DD'. */
   readonly visitDate: string;
   readonly measurementTime: Date;
   /** measurement_time as ISO 8601 text (UTC, milliseconds). */
   readonly measurementIso: string;
-  readonly systolicBp: number | null;
-  readonly diastolicBp: number | null;
-  readonly heartRate: number | null;
-  /** Rounded to the tenth, as DECIMAL(4,1) stores it. */
-  readonly temperature: number | null;
-  readonly deviceData: Record<string, unknown> | null;
-  /** device_data as JSON text, or null. */
-  readonly deviceDataJson: string | null;
 }
+
+/** An empty CheckedReading, for checkReading to fill. */
+export function emptyCheckedReading(): CheckedReading {
+  return {
+    patientId: '',
+    measurementMs: 0,
+    visitEpochDay: 0,
+    systolicBp: null,
+    diastolicBp: null,
+    heartRate: null,
+    temperatureTenths: null,
+    deviceDataJson: null,
+  };
+}
+
+/** The field path of the reading at `index` (`reading`, `readings[12]`), made only when a violation names it. */
+export type ReadingPath = (index: number) => string;
 
 function checkMeasure(
   violations: ReadingViolations,
-  at: string,
+  at: ReadingPath,
+  index: number,
   value: number | undefined,
   range: { field: string; min: number; max: number },
 ): number | null {
@@ -55,7 +125,7 @@ function checkMeasure(
     return null;
   }
   if (!Number.isInteger(value) || value < range.min || value > range.max) {
-    violations.add(`${at}.${range.field}`, `must be between ${range.min} and ${range.max}`);
+    violations.add(`${at(index)}.${range.field}`, `must be between ${range.min} and ${range.max}`);
     return null;
   }
   return value;
@@ -63,24 +133,169 @@ function checkMeasure(
 
 function checkDeviceData(
   violations: ReadingViolations,
-  at: string,
+  at: ReadingPath,
+  index: number,
   deviceData: Record<string, unknown> | undefined,
-): { value: Record<string, unknown>; json: string } | null {
+): string | null {
   if (deviceData === undefined) {
     return null;
   }
   const checked = checkJsonDocument(deviceData, { maxBytes: MAX_DEVICE_DATA_BYTES, maxDepth: MAX_DEVICE_DATA_DEPTH });
   if ('problem' in checked) {
-    violations.add(`${at}.device_data`, checked.problem);
+    violations.add(`${at(index)}.device_data`, checked.problem);
     return null;
   }
-  return { value: deviceData, json: checked.json };
+  return checked.json;
+}
+
+/** Adds the violation of `field` of the reading at `index`; returns false (the reading is invalid). */
+function violation(violations: ReadingViolations, at: ReadingPath, index: number, field: string, description: string): false {
+  violations.add(`${at(index)}.${field}`, description);
+  return false;
+}
+
+/** Patient ids lately found to be UUIDs, with their lower-case form; at most KNOWN_IDS_MAX, then forgotten. */
+const knownIds = new Map<string, string>();
+const KNOWN_IDS_MAX = 4_096;
+
+/**
+ * The lower-case form of `text` if it is a UUID, else undefined. A stream
+ * names each of its patients thousands of times: each is checked once.
+ */
+function canonicalUuid(text: string): string | undefined {
+  const known = knownIds.get(text);
+  if (known !== undefined || !isUuid(text)) {
+    return known;
+  }
+  if (knownIds.size >= KNOWN_IDS_MAX) {
+    knownIds.clear();
+  }
+  const canonical = text.toLowerCase();
+  knownIds.set(text, canonical);
+  return canonical;
+}
+
+/** Whether `text` is a UUID: 36 characters, hex digits with dashes at 8, 13, 18 and 23 (any case). */
+function isUuid(text: string): boolean {
+  if (text.length !== 36) {
+    return false;
+  }
+  for (let index = 0; index < 36; index += 1) {
+    const code = text.charCodeAt(index);
+    if (index === 8 || index === 13 || index === 18 || index === 23) {
+      if (code !== 0x2d) {
+        return false;
+      }
+    } else if (!((code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66) || (code >= 0x41 && code <= 0x46))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /**
- * Checks one reading against the contract and returns it as it will be
- * stored; violations go to `violations`, named under `at` (`reading`,
- * `readings[12]`), never echoing a value. `nowMs` is the server's clock.
+ * Checks one reading against the contract; when it passes, writes it as it
+ * will be stored into `out` and returns true. Violations go to `violations`,
+ * named under `at(index)` (`reading`, `readings[12]`), never echoing a value.
+ * `nowMs` is the server's clock. Allocates nothing for a valid reading
+ * without device_data (the stream checks a million a minute).
+ */
+export function checkReading(
+  violations: ReadingViolations,
+  at: ReadingPath,
+  index: number,
+  reading: ReadingFields,
+  nowMs: number,
+  out: CheckedReading,
+): boolean {
+  let valid = true;
+
+  const patientId = reading.patientId === '' ? undefined : canonicalUuid(reading.patientId);
+  if (reading.patientId === '') {
+    valid = violation(violations, at, index, 'patient_id', 'is required');
+  } else if (patientId === undefined) {
+    valid = violation(violations, at, index, 'patient_id', 'must be a UUID');
+  }
+
+  const timeMs = reading.measurementMs;
+  if (!reading.measurementSent) {
+    valid = violation(violations, at, index, 'measurement_time', 'is required');
+  } else if (Number.isNaN(timeMs)) {
+    valid = violation(violations, at, index, 'measurement_time', 'is not a valid timestamp');
+  } else if (timeMs < EARLIEST_MEASUREMENT_MS) {
+    valid = violation(violations, at, index, 'measurement_time', 'must not be before 1990-01-01T00:00:00Z');
+  } else if (timeMs > nowMs + CLOCK_SKEW_MS) {
+    valid = violation(violations, at, index, 'measurement_time', 'must not be more than 5 minutes in the future');
+  }
+
+  let visitDate: string | undefined;
+  if (reading.visitDate) {
+    visitDate = formatCivilDate(reading.visitDate);
+    if (!visitDate) {
+      valid = violation(violations, at, index, 'visit_date', 'must be a complete, valid calendar date');
+    } else if (visitDate < EARLIEST_VISIT_DATE) {
+      valid = violation(violations, at, index, 'visit_date', `must not be before ${EARLIEST_VISIT_DATE}`);
+    } else if (visitDate > todayUtc(new Date(nowMs + LATEST_VISIT_AHEAD_MS))) {
+      // A site's calendar day may run ahead of UTC's, by a day at most.
+      valid = violation(violations, at, index, 'visit_date', 'must not be after tomorrow (UTC)');
+    }
+  }
+
+  const systolicBp = checkMeasure(violations, at, index, reading.systolicBp, RANGES.systolicBp);
+  const diastolicBp = checkMeasure(violations, at, index, reading.diastolicBp, RANGES.diastolicBp);
+  const heartRate = checkMeasure(violations, at, index, reading.heartRate, RANGES.heartRate);
+  let temperatureTenths: number | null = null;
+  if (reading.temperatureSent) {
+    const tenths = Math.round(reading.temperatureCelsius * 10);
+    const range = RANGES.temperatureCelsius;
+    if (!Number.isFinite(tenths) || tenths < range.min * 10 || tenths > range.max * 10) {
+      valid = violation(violations, at, index, range.field, 'must be between 25.0 and 45.0 once rounded to one decimal');
+    } else {
+      temperatureTenths = tenths;
+    }
+  }
+  if (
+    (reading.systolicBp !== undefined && systolicBp === null) ||
+    (reading.diastolicBp !== undefined && diastolicBp === null) ||
+    (reading.heartRate !== undefined && heartRate === null)
+  ) {
+    valid = false;
+  }
+  if (systolicBp !== null && diastolicBp !== null && diastolicBp >= systolicBp) {
+    valid = violation(violations, at, index, 'diastolic_bp', 'must be below systolic_bp');
+  }
+  if (
+    reading.systolicBp === undefined &&
+    reading.diastolicBp === undefined &&
+    reading.heartRate === undefined &&
+    !reading.temperatureSent
+  ) {
+    violations.add(at(index), 'needs at least one of systolic_bp, diastolic_bp, heart_rate and temperature_celsius');
+    valid = false;
+  }
+
+  const deviceDataJson = reading.deviceDataJson ?? checkDeviceData(violations, at, index, reading.deviceData);
+  if (reading.deviceData !== undefined && deviceDataJson === null) {
+    valid = false;
+  }
+
+  if (!valid || patientId === undefined) {
+    return false;
+  }
+  out.patientId = patientId;
+  out.measurementMs = timeMs;
+  out.visitEpochDay = visitDate ? Date.parse(visitDate) / 86_400_000 : Math.floor(timeMs / 86_400_000);
+  out.systolicBp = systolicBp;
+  out.diastolicBp = diastolicBp;
+  out.heartRate = heartRate;
+  out.temperatureTenths = temperatureTenths;
+  out.deviceDataJson = deviceDataJson;
+  return true;
+}
+
+/**
+ * Checks one reading of a request (see checkReading) and returns it as it
+ * will be stored, or undefined when it is missing or invalid.
  */
 export function normalizeReading(
   violations: ReadingViolations,
@@ -92,95 +307,31 @@ export function normalizeReading(
     violations.add(at, 'is required');
     return undefined;
   }
-  let valid = true;
-  const invalid = (field: string, description: string) => {
-    violations.add(`${at}.${field}`, description);
-    valid = false;
+  const checked = emptyCheckedReading();
+  const fields: ReadingFields = {
+    patientId: reading.patientId,
+    measurementSent: reading.measurementTime !== undefined,
+    measurementMs: reading.measurementTime?.getTime() ?? 0,
+    visitDate: reading.visitDate,
+    systolicBp: reading.systolicBp,
+    diastolicBp: reading.diastolicBp,
+    heartRate: reading.heartRate,
+    temperatureSent: reading.temperatureCelsius !== undefined,
+    temperatureCelsius: reading.temperatureCelsius ?? 0,
+    deviceData: reading.deviceData,
+    deviceDataJson: undefined,
   };
-
-  if (reading.patientId === '') {
-    invalid('patient_id', 'is required');
-  } else if (!UUID.test(reading.patientId)) {
-    invalid('patient_id', 'must be a UUID');
-  }
-
-  const time = reading.measurementTime;
-  const timeMs = time ? time.getTime() : Number.NaN;
-  if (!time) {
-    invalid('measurement_time', 'is required');
-  } else if (Number.isNaN(timeMs)) {
-    invalid('measurement_time', 'is not a valid timestamp');
-  } else if (timeMs < EARLIEST_MEASUREMENT_MS) {
-    invalid('measurement_time', 'must not be before 1990-01-01T00:00:00Z');
-  } else if (timeMs > nowMs + CLOCK_SKEW_MS) {
-    invalid('measurement_time', 'must not be more than 5 minutes in the future');
-  }
-
-  let visitDate: string | undefined;
-  if (reading.visitDate) {
-    visitDate = formatCivilDate(reading.visitDate);
-    if (!visitDate) {
-      invalid('visit_date', 'must be a complete, valid calendar date');
-    } else if (visitDate < EARLIEST_VISIT_DATE) {
-      invalid('visit_date', `must not be before ${EARLIEST_VISIT_DATE}`);
-    } else if (visitDate > todayUtc(new Date(nowMs + LATEST_VISIT_AHEAD_MS))) {
-      // A site's calendar day may run ahead of UTC's, by a day at most.
-      invalid('visit_date', 'must not be after tomorrow (UTC)');
-    }
-  }
-
-  const systolicBp = checkMeasure(violations, at, reading.systolicBp, RANGES.systolicBp);
-  const diastolicBp = checkMeasure(violations, at, reading.diastolicBp, RANGES.diastolicBp);
-  const heartRate = checkMeasure(violations, at, reading.heartRate, RANGES.heartRate);
-  let temperature: number | null = null;
-  if (reading.temperatureCelsius !== undefined) {
-    const rounded = Math.round(reading.temperatureCelsius * 10) / 10;
-    const range = RANGES.temperatureCelsius;
-    if (!Number.isFinite(rounded) || rounded < range.min || rounded > range.max) {
-      invalid(range.field, 'must be between 25.0 and 45.0 once rounded to one decimal');
-    } else {
-      temperature = rounded;
-    }
-  }
-  if (
-    (reading.systolicBp !== undefined && systolicBp === null) ||
-    (reading.diastolicBp !== undefined && diastolicBp === null) ||
-    (reading.heartRate !== undefined && heartRate === null)
-  ) {
-    valid = false;
-  }
-  if (systolicBp !== null && diastolicBp !== null && diastolicBp >= systolicBp) {
-    invalid('diastolic_bp', 'must be below systolic_bp');
-  }
-  if (
-    reading.systolicBp === undefined &&
-    reading.diastolicBp === undefined &&
-    reading.heartRate === undefined &&
-    reading.temperatureCelsius === undefined
-  ) {
-    violations.add(at, 'needs at least one of systolic_bp, diastolic_bp, heart_rate and temperature_celsius');
-    valid = false;
-  }
-
-  const deviceData = checkDeviceData(violations, at, reading.deviceData);
-  if (reading.deviceData !== undefined && deviceData === null) {
-    valid = false;
-  }
-
-  if (!valid || !time) {
+  if (!checkReading(violations, () => at, 0, fields, nowMs, checked)) {
     return undefined;
   }
-  const measurementIso = time.toISOString();
+  const measurementTime = new Date(checked.measurementMs);
+  const measurementIso = measurementTime.toISOString();
   return {
-    patientId: reading.patientId.toLowerCase(),
-    visitDate: visitDate ?? measurementIso.slice(0, 10),
-    measurementTime: time,
+    ...checked,
+    temperature: checked.temperatureTenths === null ? null : checked.temperatureTenths / 10,
+    deviceData: reading.deviceData ?? null,
+    visitDate: new Date(checked.visitEpochDay * 86_400_000).toISOString().slice(0, 10),
+    measurementTime,
     measurementIso,
-    systolicBp,
-    diastolicBp,
-    heartRate,
-    temperature,
-    deviceData: deviceData?.value ?? null,
-    deviceDataJson: deviceData?.json ?? null,
   };
 }

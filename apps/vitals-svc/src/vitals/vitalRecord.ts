@@ -1,8 +1,8 @@
 import type { vitalsV1 } from '@clinical/contracts';
-import { COPY_NULL, copyText, rowSchema } from '@clinical/db';
+import { COPY_NULL, copyText, rowSchema, type BinaryRowWriter } from '@clinical/db';
 import { parseCivilDate, withMapEntriesInKeyOrder } from '@clinical/server-kit';
 import { z } from 'zod/v4';
-import type { NormalizedReading } from './validateReading.js';
+import type { CheckedReading, NormalizedReading } from './validateReading.js';
 
 /** The columns of vital_signs the service selects, in this order. */
 export const VITAL_COLUMNS = [
@@ -72,32 +72,59 @@ export function recordedVitalSigns(reading: NormalizedReading, vitalId: string, 
   };
 }
 
-const copyNumber = (value: number | null) => (value === null ? COPY_NULL : String(value));
-
-/** Columns of a COPY into vital_signs, matching `readingCopyLine`. recorded_at takes its default (now()). */
-export const COPY_COLUMNS = VITAL_COLUMNS;
+/** The columns of a bulk row (see `writeReadingRow`), in order. recorded_at takes its default: the transaction's time. */
+export const BULK_ROW_COLUMNS = VITAL_COLUMNS;
 
 /**
- * A reading in COPY text format without its vital_id: what identifies the
- * reading's content (hashed for request_id reuse checks), independent of the
- * id the server gives it. Prefix `${vitalId}\t` to make the COPY line.
+ * Writes `reading` with `vitalId` (16 bytes) as one row of BULK_ROW_COLUMNS
+ * in binary COPY format, the patient id given as its 16 bytes (the caller
+ * parses each patient's id once).
  */
-export function readingCopyFields(reading: NormalizedReading): string {
-  return `${reading.patientId}\t${reading.visitDate}\t${reading.measurementIso}\t${copyNumber(reading.systolicBp)}\t${copyNumber(
-    reading.diastolicBp,
-  )}\t${copyNumber(reading.heartRate)}\t${reading.temperature === null ? COPY_NULL : reading.temperature.toFixed(1)}\t${
-    reading.deviceDataJson === null ? COPY_NULL : copyText(reading.deviceDataJson)
-  }\n`;
+export function writeReadingRow(writer: BinaryRowWriter, reading: CheckedReading, vitalId: Uint8Array, patientId: Uint8Array): void {
+  writer.row(BULK_ROW_COLUMNS.length).uuidBytes(vitalId).uuidBytes(patientId).date(reading.visitEpochDay).timestamptz(reading.measurementMs);
+  writeOptionalInt(writer, reading.systolicBp);
+  writeOptionalInt(writer, reading.diastolicBp);
+  writeOptionalInt(writer, reading.heartRate);
+  if (reading.temperatureTenths === null) {
+    writer.null();
+  } else {
+    writer.numeric(reading.temperatureTenths, 1);
+  }
+  if (reading.deviceDataJson === null) {
+    writer.null();
+  } else {
+    writer.jsonb(reading.deviceDataJson);
+  }
 }
 
+function writeOptionalInt(writer: BinaryRowWriter, value: number | null): void {
+  if (value === null) {
+    writer.null();
+  } else {
+    writer.int4(value);
+  }
+}
+
+const copyNumber = (value: number | null) => (value === null ? COPY_NULL : String(value));
+
 /**
- * What a request_id's reuse check hashes of a reading: its COPY fields (see
- * `readingCopyFields`, passed in as computed), with device_data's entries in
- * key order, so that a retried stream whose device_data reached the server
- * in another wire order is the same stream.
+ * What a request_id's reuse check hashes of a reading: its content without
+ * any id the server gives it, as COPY text fields, with device_data's entries
+ * in key order, so that a retried stream whose device_data reached the server
+ * in another wire order is the same stream. (The text the service once wrote
+ * with COPY: a stream's hash stays what it was.)
  */
-export function readingRetryFields(reading: NormalizedReading, copyFields: string): string {
-  return reading.deviceData === null
-    ? copyFields
-    : readingCopyFields({ ...reading, deviceDataJson: JSON.stringify(withMapEntriesInKeyOrder(reading.deviceData)) });
+export function readingRetryText(reading: CheckedReading): string {
+  const deviceDataJson =
+    reading.deviceDataJson === null ? null : JSON.stringify(withMapEntriesInKeyOrder(JSON.parse(reading.deviceDataJson) as unknown));
+  return [
+    reading.patientId,
+    new Date(reading.visitEpochDay * 86_400_000).toISOString().slice(0, 10),
+    new Date(reading.measurementMs).toISOString(),
+    copyNumber(reading.systolicBp),
+    copyNumber(reading.diastolicBp),
+    copyNumber(reading.heartRate),
+    reading.temperatureTenths === null ? COPY_NULL : (reading.temperatureTenths / 10).toFixed(1),
+    deviceDataJson === null ? COPY_NULL : copyText(deviceDataJson),
+  ].join('\t') + '\n';
 }

@@ -17,8 +17,8 @@ interface Background {
 }
 
 /**
- * analytics-svc: per-site analytics from the materialized view it owns, and
- * the schedule that refreshes it. `config` defaults to the environment's
+ * analytics-svc: per-site analytics from the figures it keeps incrementally, and
+ * the schedule that refreshes them. `config` defaults to the environment's
  * (read when the service starts).
  */
 export function createAnalyticsServiceModule(config?: AnalyticsConfig): ServiceModule {

@@ -12,7 +12,7 @@ const responseCodec = {
 };
 
 /**
- * RefreshAnalytics (admin): refreshes the view now, on this replica, and
+ * RefreshAnalytics (admin): refreshes the figures now, on this replica, and
  * answers when it has committed. ABORTED while any replica refreshes. A failed
  * refresh leaves the figures as they were and is UNAVAILABLE (retryable); the
  * schedule retries it with backoff. A request_id makes a retry return the

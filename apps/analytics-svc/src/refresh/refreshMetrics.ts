@@ -2,7 +2,7 @@ import { serviceMeter } from '@clinical/telemetry';
 import type { CurrentRefresh } from './currentRefresh.js';
 import type { RefreshGeneration, RefreshTrigger } from './refreshQueries.js';
 
-/** Bucket bounds of the refresh duration histogram, in seconds: from a small view's to the default timeout's. */
+/** Bucket bounds of the refresh duration histogram, in seconds: from a small change's fold to the default timeout. */
 const REFRESH_DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 /** How long a confirmed as-of time is trusted by the age gauge before it asks CurrentRefresh again. */
@@ -11,7 +11,7 @@ const RECHECK_AFTER_MS = 5_000;
 export interface RefreshMetrics {
   /** For createViewRefresher's onRefreshEnded. */
   refreshEnded(trigger: RefreshTrigger, succeeded: boolean, seconds: number): void;
-  /** A refresh committed: the view's age starts again from its as-of time. */
+  /** A refresh committed: the figures' age starts again from its as-of time. */
   refreshed(generation: RefreshGeneration): void;
   /** Removes the gauge's callback (at stop). */
   stop(): void;
@@ -19,7 +19,7 @@ export interface RefreshMetrics {
 
 /**
  * analytics-svc's instruments: `clinical.analytics.refresh.duration`, the
- * seconds REFRESH attempts of this replica took (by trigger and outcome), and
+ * seconds refresh attempts of this replica took (by trigger and outcome), and
  * `clinical.analytics.view.age`, the seconds since the as-of time of the
  * figures now served (the latest successful refresh's start, by any
  * replica). The age is read when a reader collects: the as-of time comes
@@ -29,7 +29,7 @@ export interface RefreshMetrics {
 export function createRefreshMetrics(current: CurrentRefresh): RefreshMetrics {
   const meter = serviceMeter();
   const duration = meter.createHistogram('clinical.analytics.refresh.duration', {
-    description: 'Duration of REFRESH MATERIALIZED VIEW attempts of this replica, from start to commit or failure, by trigger and outcome',
+    description: 'Duration of analytics refresh attempts of this replica, from start to commit or failure, by trigger and outcome',
     unit: 's',
     advice: { explicitBucketBoundaries: REFRESH_DURATION_BUCKETS },
   });

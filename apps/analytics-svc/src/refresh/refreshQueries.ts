@@ -1,8 +1,9 @@
 import { sql, type CommonQueryMethods } from '@clinical/db';
 import { z } from 'zod';
+import { foldPendingChanges, refreshLegacyView, type FoldSummary } from './figuresQueries.js';
 
 /**
- * The session advisory lock that lets one replica at a time refresh the view
+ * The session advisory lock that lets one replica at a time refresh the figures
  * ("anal" "ytic" in ASCII). Its two-int4 form shows in pg_locks as
  * classid/objid with objsubid = 2.
  */
@@ -18,7 +19,7 @@ export const refreshGenerationRow = z.object({
 });
 export type RefreshGeneration = z.infer<typeof refreshGenerationRow>;
 
-/** The latest successful refresh (the migration records the view's first filling, so there is one). */
+/** The latest successful refresh (the migrations record the figures' fillings, so there is one). */
 export async function selectLatestRefresh(db: CommonQueryMethods): Promise<RefreshGeneration | null> {
   return db.maybeOne(sql.type(refreshGenerationRow)`
     SELECT refresh_id, started_at FROM analytics_refreshes
@@ -100,23 +101,28 @@ export interface RefreshAttempt {
   readonly traceId?: string;
 }
 
-const refreshedRow = z.object({
+const loggedRow = z.object({
   refresh_id: z.string(),
   started_at: z.date(),
   finished_at: z.date(),
   duration_ms: z.number(),
   row_count: z.string(),
 });
-export type RefreshedRow = z.infer<typeof refreshedRow>;
+
+/** A refresh that committed: its log row, and what it folded in. */
+export type RefreshedRow = z.infer<typeof loggedRow> & { readonly folded: FoldSummary };
 
 /**
- * In the caller's transaction: settings suited to one long aggregate (its own
- * statement timeout, dates in UTC, no parallel workers so that readers keep a
- * core, memory to aggregate without spilling), then the concurrent refresh,
- * then its log row, which commits with it. The as-of time is the
- * transaction's start: everything committed before it is in the view.
+ * In the caller's (REPEATABLE READ) transaction: the refresh's own settings
+ * (a statement timeout of its own, dates in UTC, no parallel workers so that
+ * readers keep a core, memory for a rebuild's aggregate, no JIT: compiling
+ * took longer than any of its statements runs), then the queued
+ * changes folded into the figures (or everything recomputed, when asked),
+ * patient_analytics refreshed if a figure or the date changed, and the log
+ * row, which commits with the figures. The as-of time is the transaction's
+ * start: everything committed before it is in the figures.
  */
-export async function refreshViewAndLog(
+export async function refreshFiguresAndLog(
   transaction: CommonQueryMethods,
   statementTimeoutMs: number,
   attempt: RefreshAttempt,
@@ -125,17 +131,24 @@ export async function refreshViewAndLog(
     SELECT set_config('statement_timeout', ${String(statementTimeoutMs)}, true),
            set_config('TimeZone', 'UTC', true),
            set_config('max_parallel_workers_per_gather', '0', true),
-           set_config('work_mem', '64MB', true)
+           set_config('work_mem', '64MB', true),
+           set_config('jit', 'off', true)
   `);
-  await transaction.query(sql.type(z.object({}))`REFRESH MATERIALIZED VIEW CONCURRENTLY patient_analytics`);
-  return transaction.one(sql.type(refreshedRow)`
+  const folded = await foldPendingChanges(transaction);
+  if (folded.rebuilt || folded.pairs > 0 || folded.newDay) {
+    await refreshLegacyView(transaction);
+  }
+  const logged = await transaction.one(sql.type(loggedRow)`
     INSERT INTO analytics_refreshes (status, trigger, started_at, finished_at, row_count, replica,
-                                     requested_by, request_id, trace_id)
+                                     requested_by, request_id, trace_id,
+                                     folded_changes, folded_patients, recounted_patients, changed_pairs, rebuilt)
     SELECT 'SUCCEEDED', ${attempt.trigger}, now(), clock_timestamp(), count(*), ${attempt.replica},
-           ${attempt.requestedBy ?? null}, ${attempt.requestId ?? null}, ${attempt.traceId ?? null}
-      FROM patient_analytics
+           ${attempt.requestedBy ?? null}, ${attempt.requestId ?? null}, ${attempt.traceId ?? null},
+           ${folded.changes}, ${folded.patients}, ${folded.recounted}, ${folded.pairs}, ${folded.rebuilt}
+      FROM analytics_site_figures
     RETURNING refresh_id, started_at, finished_at, (extract(epoch FROM duration) * 1000)::float8 AS duration_ms, row_count
   `);
+  return { ...logged, folded };
 }
 
 /** Logs a failed attempt (after its rollback); `error` names the failure's class, never values. */

@@ -72,8 +72,8 @@ describe('the refresh schedule, running', () => {
       const log = await refreshLog(service!.admin);
       return log.some((row) => row.status === 'SUCCEEDED' && row.started_at > rows[0]!.now) ? true : undefined;
     });
-    // The refresh needs SELECT on vital_signs: without it, every attempt fails.
-    await service.admin.query('REVOKE SELECT ON vital_signs FROM clinical_analytics_svc');
+    // Every refresh consumes the change queue: without the grant to, every attempt fails.
+    await service.admin.query('REVOKE DELETE ON analytics_pending_changes FROM clinical_analytics_svc');
     const failing = await eventually(async () => {
       const freshness = await client.getAnalyticsFreshness({});
       return freshness.consecutiveFailureCount >= 4 ? freshness : undefined;
@@ -90,7 +90,7 @@ describe('the refresh schedule, running', () => {
     expect(waits[1]).toBeGreaterThanOrEqual(350);
     expect(waits[2]).toBeGreaterThanOrEqual(750);
 
-    await service.admin.query('GRANT SELECT ON vital_signs TO clinical_analytics_svc');
+    await service.admin.query('GRANT DELETE ON analytics_pending_changes TO clinical_analytics_svc');
     const recovered = await eventually(async () => {
       const freshness = await client.getAnalyticsFreshness({});
       return freshness.consecutiveFailureCount === 0 ? freshness : undefined;
@@ -143,7 +143,7 @@ describe('the refresh schedule, running', () => {
       pending.catch(() => {});
       const admin = service.client(analyticsV1.AnalyticsServiceDefinition, token);
       await eventually(async () => ((await admin.getAnalyticsFreshness({})).refreshRunning ? true : undefined));
-      // Were the refresh not cancelled, the stop would wait behind the blocked view until the test timed out.
+      // Were the refresh not cancelled, the stop would wait behind the blocked queue until the test timed out.
       await replica.stop();
       expect((await admin.getAnalyticsFreshness({})).refreshRunning).toBe(false);
       expect(await refreshLog(service.admin)).toEqual([]);
@@ -158,7 +158,7 @@ describe('the refresh schedule, running', () => {
     const replica = await startReplica(service, scheduled);
     const admin = service.admin;
     await eventually(async () => ((await refreshLog(admin)).some((row) => row.trigger === 'SCHEDULED') ? true : undefined));
-    // A tick stalls reading the refresh log, before it tries the refresh lock; a REFRESH would wait behind vital_signs.
+    // A tick stalls reading the refresh log, before it tries the refresh lock; a refresh would wait behind the change queue.
     const logLock = await lockTable(service.database.url, 'analytics_refreshes');
     const refreshLock = await blockRefreshes(service.database.url);
     try {
@@ -172,9 +172,13 @@ describe('the refresh schedule, running', () => {
       const stopped = replica.stop();
       await delay(300);
       await logLock.release();
-      // A refresh started now would wait behind the blocked view, and the stop with it.
+      // A refresh started now would wait behind the blocked queue, and the stop with it.
       await stopped;
-      const { rows } = await admin.query(`SELECT count(*)::int AS refreshing FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%'`);
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS refreshing FROM pg_stat_activity
+          WHERE datname = current_database() AND usename = 'clinical_analytics_svc' AND state = 'active'
+            AND query ILIKE '%analytics_pending_changes%'`,
+      );
       expect(rows[0].refreshing).toBe(0);
     } finally {
       await logLock.release();

@@ -84,7 +84,7 @@ export function startRefreshScheduler(options: {
       return refresh();
     });
     if (run.ran && run.value) {
-      logger.info({ refreshId: run.value.refresh_id, durationMs: run.value.duration_ms }, 'analytics refreshed');
+      logger.info({ refreshId: run.value.refresh_id, durationMs: run.value.duration_ms, ...run.value.folded }, 'analytics refreshed');
     }
     // Look again at once: the next due time follows from what just happened.
     return run.ran ? 0 : Math.min(config.refreshIntervalMs, RUNNING_POLL_MS);

@@ -1,12 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { CommonQueryMethods, DatabasePool } from '@clinical/db';
+import { sql, type CommonQueryMethods, type DatabasePool } from '@clinical/db';
 import { UnavailableError } from '@clinical/errors';
 import { describeError, type Logger } from '@clinical/telemetry';
+import { z } from 'zod';
 import type { CurrentRefresh } from './currentRefresh.js';
 import {
   cancelBackend,
   insertFailedRefresh,
-  refreshViewAndLog,
+  refreshFiguresAndLog,
   tryLockRefresh,
   unlockRefresh,
   type RefreshAttempt,
@@ -18,24 +19,26 @@ import {
 export type LockedRun<T> = { readonly ran: true; readonly value: T } | { readonly ran: false };
 
 /**
- * Runs one refresh attempt inside the lock's transaction. `refresh` does the
- * REFRESH and writes its log row; a body may decline (return without calling
- * it) or wrap it (idempotency).
+ * Runs one refresh attempt inside the lock's transaction. `refresh` folds the
+ * changes into the figures and writes its log row; a body may decline
+ * (return without calling it) or wrap it (idempotency).
  */
 export type RefreshBody<T> = (refresh: () => Promise<RefreshedRow>, transaction: CommonQueryMethods) => Promise<T>;
 
 export interface ViewRefresher {
   /**
    * Takes the refresh lock without waiting, on a connection of its own, and
-   * runs `body` in a transaction there. Returns `{ ran: false }` when another
-   * session (this replica or another) holds the lock. After a successful
-   * REFRESH commits, `beforeReaders` runs, then readers are moved to it
-   * (CurrentRefresh), all before this returns. A failed REFRESH is rolled back (the view keeps its figures and
-   * stays readable), logged as FAILED, and rethrown.
+   * runs `body` in a REPEATABLE READ transaction there. Returns
+   * `{ ran: false }` when another session (this replica or another) holds the
+   * lock. After a successful refresh commits, `beforeReaders` runs, then
+   * readers are moved to it (CurrentRefresh), all before this returns. A
+   * failed refresh is rolled back (the figures stay as they were, readable,
+   * and the changes it had consumed stay queued), logged as FAILED, and
+   * rethrown.
    */
   withLock<T>(attempt: RefreshAttempt, body: RefreshBody<T>): Promise<LockedRun<T>>;
   /**
-   * At shutdown: refuses new attempts (UNAVAILABLE), cancels the REFRESH this
+   * At shutdown: refuses new attempts (UNAVAILABLE), cancels the refresh this
    * replica runs, if any, without logging it as a failure, and returns when
    * no attempt is left.
    */
@@ -53,7 +56,7 @@ export function createViewRefresher(options: {
   /** Runs after a refresh committed, before readers are moved to it (cache warming); its failure only delays them. */
   readonly beforeReaders?: (refreshed: RefreshedRow) => Promise<void>;
   /**
-   * Told when a REFRESH this replica started has committed or failed (not
+   * Told when a refresh this replica started has committed or failed (not
    * when it was cancelled at shutdown), with the seconds from its start to
    * the commit or failure (metrics).
    */
@@ -86,15 +89,18 @@ export function createViewRefresher(options: {
         let refreshed: RefreshedRow | undefined;
         const secondsSinceStart = () => (performance.now() - refreshStartedAt) / 1_000;
         try {
-          const value = await connection.transaction((transaction) =>
-            body(async () => {
+          const value = await connection.transaction(async (transaction) => {
+            // One snapshot for the whole attempt: the changes it consumes are exactly those whose
+            // data it reads, and the scheduled check under the lock sees the log as of that snapshot.
+            await transaction.query(sql.type(z.object({}))`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`);
+            return body(async () => {
               refuseWhenStopping();
               refreshStarted = true;
               refreshStartedAt = performance.now();
-              refreshed = await refreshViewAndLog(transaction, options.statementTimeoutMs, attempt);
+              refreshed = await refreshFiguresAndLog(transaction, options.statementTimeoutMs, attempt);
               return refreshed;
-            }, transaction),
-          );
+            }, transaction);
+          });
           if (refreshed) {
             options.onRefreshEnded?.(attempt.trigger, true, secondsSinceStart());
             const committed = refreshed;
@@ -126,7 +132,7 @@ export function createViewRefresher(options: {
     async cancel() {
       stopping = true;
       // Until every attempt has returned: a cancel that reaches PostgreSQL between two statements
-      // of an attempt (its REFRESH not yet sent) cancels nothing, so it is sent again.
+      // of an attempt cancels nothing, so it is sent again.
       while (inFlight.size > 0) {
         if (runningPid !== undefined) {
           await cancelBackend(pool, runningPid).catch(() => {});

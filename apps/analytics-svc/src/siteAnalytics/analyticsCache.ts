@@ -36,7 +36,7 @@ class NewerThanKey<T> extends Error {
     readonly value: T,
     readonly generation: RefreshGeneration,
   ) {
-    super('the view was refreshed during the load');
+    super('the figures were refreshed during the load');
     this.name = 'NewerThanKey';
   }
 }

@@ -2,7 +2,7 @@ import { sql, type CommonQueryMethods } from '@clinical/db';
 import { z } from 'zod';
 import { siteAnalyticsRow, type SiteAnalyticsRow } from './siteAnalyticsRecord.js';
 
-/** Rows of the view together with the refresh that produced them, read in one snapshot. */
+/** Figures of site and protocol pairs together with the refresh that produced them, read in one snapshot. */
 export interface ViewRead {
   readonly refreshId: string;
   readonly asOf: Date;
@@ -15,7 +15,7 @@ const viewReadRow = z.object({
   rows: z.array(siteAnalyticsRow),
 });
 
-/** Which rows of the view to read: keyset order is (site_id, protocol_id). */
+/** Which pairs to read: keyset order is (site_id, protocol_id). */
 export interface ViewQuery {
   /** Only these sites; undefined means every site. */
   readonly sites?: readonly string[];
@@ -27,11 +27,13 @@ export interface ViewQuery {
 }
 
 /**
- * One statement, so one snapshot: the requested rows and the latest
- * successful refresh. A refresh writes its log row in the transaction of its
- * REFRESH, so the figures are exactly that refresh's. Rows travel as one JSON
- * array (counts as text, averages as float8) to keep a single round trip.
- * Null when no refresh is on record.
+ * One statement, so one snapshot: the requested figures and the latest
+ * successful refresh. A refresh writes its log row in the transaction that
+ * changes the figures, so they are exactly that refresh's. The figures are
+ * computed from the site sums as patient_analytics computes them (means
+ * rounded to two places; days enrolled counted to the refresh's UTC date),
+ * and travel as one JSON array (counts as text, means as float8) to keep a
+ * single round trip. Null when no refresh is on record.
  */
 export async function selectViewRows(db: CommonQueryMethods, query: ViewQuery): Promise<ViewRead | null> {
   const conditions = [
@@ -43,14 +45,20 @@ export async function selectViewRows(db: CommonQueryMethods, query: ViewQuery): 
   const where = conditions.length > 0 ? sql.fragment`WHERE ${sql.join(conditions, sql.fragment` AND `)}` : sql.fragment``;
   const row = await db.maybeOne(sql.type(viewReadRow)`
     WITH latest AS (
-      SELECT refresh_id, started_at FROM analytics_refreshes
+      SELECT refresh_id, started_at, ((started_at AT TIME ZONE 'UTC')::date - date '1970-01-01')::bigint AS as_of_day
+        FROM analytics_refreshes
        WHERE status = 'SUCCEEDED' ORDER BY refresh_id DESC LIMIT 1
     ), page AS (
-      SELECT site_id, protocol_id, patient_count::text, avg_days_enrolled::float8, total_vitals::text,
-             screening_count::text, screen_failed_count::text, enrolled_count::text, completed_count::text,
-             withdrawn_count::text, avg_systolic_bp::float8, avg_diastolic_bp::float8, avg_heart_rate::float8,
-             avg_temperature::float8
-        FROM patient_analytics
+      SELECT f.site_id, f.protocol_id, f.patient_count::text,
+             round((latest.as_of_day * f.patient_count - f.enrollment_day_sum)::numeric / f.patient_count, 2)::float8 AS avg_days_enrolled,
+             f.vitals_count::text AS total_vitals,
+             f.screening_count::text, f.screen_failed_count::text, f.enrolled_count::text, f.completed_count::text,
+             f.withdrawn_count::text,
+             round(f.systolic_sum::numeric / nullif(f.systolic_n, 0), 2)::float8 AS avg_systolic_bp,
+             round(f.diastolic_sum::numeric / nullif(f.diastolic_n, 0), 2)::float8 AS avg_diastolic_bp,
+             round(f.heart_rate_sum::numeric / nullif(f.heart_rate_n, 0), 2)::float8 AS avg_heart_rate,
+             round(f.temperature_sum / nullif(f.temperature_n, 0), 2)::float8 AS avg_temperature
+        FROM analytics_site_figures AS f CROSS JOIN latest
         ${where}
        ORDER BY site_id, protocol_id
        LIMIT ${query.limit}

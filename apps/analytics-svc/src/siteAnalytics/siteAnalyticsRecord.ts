@@ -31,7 +31,7 @@ export type SiteAnalyticsRow = z.infer<typeof siteAnalyticsRow>;
 
 const optional = (value: number | null): number | undefined => value ?? undefined;
 
-/** The contract's SiteAnalytics of a view row: zero status counts left out, missing averages unset. */
+/** The contract's SiteAnalytics of a row of figures: zero status counts left out, missing averages unset. */
 export function toSiteAnalytics(row: SiteAnalyticsRow): analyticsV1.SiteAnalytics {
   return {
     siteId: row.site_id,

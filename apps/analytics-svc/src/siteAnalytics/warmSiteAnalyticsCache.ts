@@ -4,7 +4,7 @@ import { analyticsCacheKeys, getResponseCodec } from './analyticsCache.js';
 import { selectViewRows } from './siteAnalyticsQueries.js';
 import { toSiteAnalytics } from './siteAnalyticsRecord.js';
 
-/** Pairs written ahead; a larger view has the rest loaded on first read. */
+/** Pairs written ahead; with more, the rest are loaded on first read. */
 const MOST_WARMED_PAIRS = 10_000;
 
 /**

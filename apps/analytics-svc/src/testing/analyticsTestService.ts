@@ -65,9 +65,13 @@ export { expectStatus } from '@clinical/server-kit/testing';
 
 export { eventually } from '@clinical/testing';
 
-/** Holds ACCESS EXCLUSIVE on vital_signs in an open transaction of its own: a REFRESH waits behind it. */
+/**
+ * Holds ACCESS EXCLUSIVE on the change queue in an open transaction of its
+ * own: every refresh consumes the queue, so it waits behind it, while reads
+ * (which never touch the queue) go on.
+ */
 export async function blockRefreshes(databaseUrl: string): Promise<{ release(): Promise<void> }> {
-  return lockTable(databaseUrl, 'vital_signs');
+  return lockTable(databaseUrl, 'analytics_pending_changes');
 }
 
 /** Holds an ACCESS EXCLUSIVE lock on `table` (every other use of it waits) until released. */

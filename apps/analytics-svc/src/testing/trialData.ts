@@ -104,7 +104,7 @@ export interface DirectFigures {
 }
 
 /**
- * The aggregates the view should hold, formulated independently of it:
+ * The aggregates the service should serve, formulated independently of it:
  * patients and readings aggregated separately, averages with avg() over the
  * readings themselves.
  */

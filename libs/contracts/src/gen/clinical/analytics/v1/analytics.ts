@@ -146,7 +146,7 @@ export interface RefreshAnalyticsResponse {
   duration:
     | Duration
     | undefined;
-  /** Number of rows (site and protocol pairs) in the view after the refresh. */
+  /** Number of site and protocol pairs in the figures after the refresh. */
   rowCount: string;
 }
 
@@ -1465,13 +1465,13 @@ export const GetAnalyticsFreshnessResponse: MessageFns<GetAnalyticsFreshnessResp
 };
 
 /**
- * AnalyticsService serves per-site, per-protocol figures from the
- * materialized view patient_analytics, which analytics-svc owns and
- * refreshes: every hour by default (configurable), always with REFRESH
- * MATERIALIZED VIEW CONCURRENTLY so that readers never block, and by one
- * replica at a time. The figures are as of the last refresh, not live: every
- * response carries as_of_time, the moment the refresh that produced them
- * began (the view holds the data committed before it). A caller only sees
+ * AnalyticsService serves per-site, per-protocol figures that analytics-svc
+ * owns and refreshes: every hour by default (configurable), by one replica at
+ * a time. A refresh folds in the changes committed since the previous one,
+ * in one snapshot, so its cost follows what changed, not the size of the
+ * tables, and readers never block. The figures are as of the last refresh,
+ * not live: every response carries as_of_time, the moment the refresh that
+ * produced them began (they hold the data committed before it). A caller only sees
  * the sites its token names; a site outside them is NOT_FOUND, exactly as a
  * site with no data.
  */
@@ -1503,7 +1503,7 @@ export const AnalyticsServiceDefinition = {
       options: {},
     },
     /**
-     * Refreshes the view now (admin role only; PERMISSION_DENIED otherwise)
+     * Refreshes the figures now (admin role only; PERMISSION_DENIED otherwise)
      * and returns when the refresh has finished, with its duration and the new
      * as-of time. ABORTED while a refresh is already running, on any replica,
      * scheduled or requested: retry once it has finished
@@ -1518,7 +1518,7 @@ export const AnalyticsServiceDefinition = {
       options: {},
     },
     /**
-     * Says how fresh the view is: when it was last refreshed, how long that
+     * Says how fresh the figures are: when they were last refreshed, how long that
      * took, whether a refresh is running, when the next one is scheduled, and
      * whether refreshes have been failing.
      */
@@ -1549,7 +1549,7 @@ export interface AnalyticsServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListSiteAnalyticsResponse>>;
   /**
-   * Refreshes the view now (admin role only; PERMISSION_DENIED otherwise)
+   * Refreshes the figures now (admin role only; PERMISSION_DENIED otherwise)
    * and returns when the refresh has finished, with its duration and the new
    * as-of time. ABORTED while a refresh is already running, on any replica,
    * scheduled or requested: retry once it has finished
@@ -1560,7 +1560,7 @@ export interface AnalyticsServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<RefreshAnalyticsResponse>>;
   /**
-   * Says how fresh the view is: when it was last refreshed, how long that
+   * Says how fresh the figures are: when they were last refreshed, how long that
    * took, whether a refresh is running, when the next one is scheduled, and
    * whether refreshes have been failing.
    */
@@ -1586,7 +1586,7 @@ export interface AnalyticsServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListSiteAnalyticsResponse>;
   /**
-   * Refreshes the view now (admin role only; PERMISSION_DENIED otherwise)
+   * Refreshes the figures now (admin role only; PERMISSION_DENIED otherwise)
    * and returns when the refresh has finished, with its duration and the new
    * as-of time. ABORTED while a refresh is already running, on any replica,
    * scheduled or requested: retry once it has finished
@@ -1597,7 +1597,7 @@ export interface AnalyticsServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<RefreshAnalyticsResponse>;
   /**
-   * Says how fresh the view is: when it was last refreshed, how long that
+   * Says how fresh the figures are: when they were last refreshed, how long that
    * took, whether a refresh is running, when the next one is scheduled, and
    * whether refreshes have been failing.
    */

@@ -288,8 +288,18 @@ describe('the Dockerfile', () => {
     for (const name of serviceNames) {
       const dir = images.get(name)!;
       expect(readdirSync(dir).sort(), name).toEqual(['dist', 'node_modules']);
+      // audit-svc also runs VerifyAuditTrail's scan in a worker thread of its own bundle.
+      const workers = name === 'audit-svc' ? ['verifyChain.worker.mjs', 'verifyChain.worker.mjs.map'] : [];
       expect(readdirSync(join(dir, 'dist')).sort(), name).toEqual(
-        ['healthcheck.mjs', 'healthcheck.mjs.map', 'main.mjs', 'main.mjs.map', 'telemetry-register.mjs', 'telemetry-register.mjs.map'],
+        [
+          'healthcheck.mjs',
+          'healthcheck.mjs.map',
+          'main.mjs',
+          'main.mjs.map',
+          'telemetry-register.mjs',
+          'telemetry-register.mjs.map',
+          ...workers,
+        ].sort(),
       );
       const { packages } = JSON.parse(readFileSync(join(dir, 'node_modules/.image-packages.json'), 'utf8')) as { packages: string[] };
       // The development toolchain stays in the build stage.

@@ -10,15 +10,17 @@
  *   does), with values taken from the decoded request or made unique per call.
  */
 import { readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { randomFillSync, randomUUID } from 'node:crypto';
 import * as contracts from '@clinical/contracts';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 
 /**
- * A statement value: a literal; a field of the request (dotted path), or the
- * first group `match` captures in it (an etag's version); or `unique`
- * followed by a text no other call gets.
+ * A statement value: a literal; a field of the request (dotted path; a
+ * timestamp as its ISO text, as the services send one), or the first group
+ * `match` captures in it (an etag's version, an instant's UTC date); `unique`
+ * followed by a text no other call gets; or `uuidV7`: a new time-ordered
+ * UUID per call (RFC 9562 version 7, as vitals-svc makes its ids).
  */
 export type FloorValue =
   | string
@@ -27,11 +29,18 @@ export type FloorValue =
   | null
   | readonly string[]
   | { readonly request: string; readonly match?: string }
-  | { readonly unique: string };
+  | { readonly unique: string }
+  | { readonly uuidV7: true };
 
 export interface FloorStatement {
   readonly text: string;
   readonly values: readonly FloorValue[];
+  /**
+   * Fail the call when the statement returns or changes no row: a read that
+   * found nothing, or an INSERT ... SELECT whose condition held for no row,
+   * would make the floor cheaper than the work it stands for.
+   */
+  readonly expectRows?: boolean;
 }
 
 export interface FloorSpec {
@@ -76,6 +85,24 @@ let sequence = 0;
 
 const isList = (value: FloorValue): value is readonly string[] => Array.isArray(value);
 
+// Random bits for v7 ids, drawn from a pool refilled in bulk (as vitals-svc draws its own).
+const idPool = Buffer.alloc(16 * 1024);
+let idOffset = idPool.length;
+function uuidV7(): string {
+  if (idOffset + 10 > idPool.length) {
+    randomFillSync(idPool);
+    idOffset = 0;
+  }
+  const bytes = Buffer.allocUnsafe(16);
+  bytes.writeUIntBE(Date.now(), 0, 6);
+  idPool.copy(bytes, 6, idOffset, idOffset + 10);
+  idOffset += 10;
+  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 function valuesOf(statement: FloorStatement, request: unknown, unique: string): unknown[] {
   return statement.values.map((value) => {
     if (value === null || typeof value !== 'object' || isList(value)) {
@@ -84,7 +111,11 @@ function valuesOf(statement: FloorStatement, request: unknown, unique: string): 
     if ('unique' in value) {
       return `${value.unique}${unique}`;
     }
-    const field = value.request.split('.').reduce<unknown>((parent, name) => (parent as Record<string, unknown> | undefined)?.[name], request);
+    if ('uuidV7' in value) {
+      return uuidV7();
+    }
+    const found = value.request.split('.').reduce<unknown>((parent, name) => (parent as Record<string, unknown> | undefined)?.[name], request);
+    const field = found instanceof Date ? found.toISOString() : found;
     return value.match ? new RegExp(value.match).exec(String(field))?.[1] : field;
   });
 }
@@ -99,7 +130,10 @@ async function runStatements(requestBytes: Buffer): Promise<void> {
       await client.query('BEGIN');
     }
     for (const statement of statements) {
-      await client.query(statement.text, valuesOf(statement, request, unique));
+      const result = await client.query(statement.text, valuesOf(statement, request, unique));
+      if (statement.expectRows && !result.rowCount) {
+        throw new Error('floor: a statement expected to return rows returned none');
+      }
     }
     if (spec.transaction) {
       await client.query('COMMIT');

@@ -5,10 +5,11 @@ import { cpuSeconds, residentMiB } from '@clinical/testing';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad, type LoadResult } from '../loadGenerator.js';
-import { measureGrpcBaseline, type BaselineQuery } from '../baseline.js';
+import { compareWithFloor } from '../floorComparison.js';
+import type { FloorSpec } from '../floorServer.js';
 import { startServiceProcess, unaryCaller } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
-import { measureAtEachLoad, type LoadShape, type RunSettings, type Scenario } from '../scenario.js';
+import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
 import { getPatientCaller, seedPatients, SITES } from './patientScenarios.js';
 
 /** Events stored before measuring; AUDIT_BENCH_EVENTS=10000000 for the 10M case (minutes to generate). */
@@ -81,68 +82,80 @@ async function waitUntilSealed(environment: BenchEnvironment): Promise<number> {
   }
 }
 
+const LIST_AUDIT_EVENTS_PATH = '/clinical.audit.v1.AuditService/ListAuditEvents';
+/** audit-svc's payload budget of a page (auditEventQueries.ts PAGE_PAYLOAD_BUDGET_BYTES). */
+const PAGE_PAYLOAD_BUDGET_BYTES = 3 * 1024 * 1024;
+
 /**
- * What a hand-written handler with no checks, no page budget, no chain
- * verification and no access audit would run for the same page: the floor a
- * database read puts under the latency, whatever serves it.
+ * The statement audit-svc reads a first page of one patient's events with,
+ * for a caller of every site (apps/audit-svc/src/trail/auditEventQueries.ts
+ * selectAuditEvents; keep the two alike): the next page_size + 1 events off
+ * the index, the page chosen in SQL by size and payload budget, only the
+ * page's events joined to the chain.
  */
-const RAW_PAGE_SQL = `
-  SELECT e.event_id, e.event_type, e.entity_type, e.entity_key, e.patient_id, e.user_id, e.action, e.payload,
-         host(e.ip_address) AS ip_address, e.request_id, e.trace_id, e.reason, e."timestamp",
-         c.sequence_number, encode(c.previous_hash, 'hex') AS previous_hash, encode(c.row_hash, 'hex') AS row_hash
-    FROM audit_events AS e LEFT JOIN audit_chain AS c ON c.event_seq = e.event_seq
-   WHERE e.patient_id = $1
-   ORDER BY e."timestamp" DESC, e.event_id DESC
-   LIMIT $2`;
+const PAGE_SQL = `
+    SELECT e.event_id, e.event_type, e.entity_type, e.entity_key, e.patient_id, e.user_id, e.action, e.payload,
+           host(e.ip_address) AS ip_address, e.request_id, e.trace_id, e.reason, e."timestamp" AS occurred_at,
+           (extract(epoch FROM e."timestamp") * 1000000)::int8 AS occurred_micros,
+           c.sequence_number, encode(c.previous_hash, 'hex') AS previous_hash, encode(c.row_hash, 'hex') AS row_hash,
+           e.payload_bytes, e.candidates > count(*) OVER () AS more
+      FROM (SELECT w.*, count(*) OVER () AS candidates,
+                   row_number() OVER win <= $1
+                     AND (row_number() OVER win = 1 OR sum(w.payload_bytes) OVER win <= $2) AS in_page
+              FROM (SELECT e.*
+                      FROM audit_events AS e
+                     WHERE true AND e.patient_id = $3::uuid
+                     ORDER BY e."timestamp" DESC, e.event_id DESC
+                     LIMIT $4) AS w
+            WINDOW win AS (ORDER BY w."timestamp" DESC, w.event_id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS e
+      LEFT JOIN audit_chain AS c ON c.event_seq = e.event_seq
+     WHERE e.in_page
+     ORDER BY e."timestamp" DESC, e.event_id DESC`;
 
 /**
  * ListAuditEvents for one patient (first pages of 100) with the trail
- * filled, against two baselines: a bare grpc-js server answering with the
- * same bytes, and the same server running the page's SELECT through raw pg
- * before it answers. VerifyAuditTrail has its own scenario (audit-verify).
+ * filled and sealed, at each load (one caller included), against its
+ * database-read floor: the page's SELECT (the patient and page size taken
+ * from the request) through raw pg as audit-svc's role, the same page encoded
+ * on every call; CPU per call of both from /proc. VerifyAuditTrail has its
+ * own scenario (audit-verify).
  */
 async function auditTrail(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport[]> {
   const patientId = await benchPatient(environment);
   const insertRate = await storeEvents(environment, patientId);
   const token = await environment.token({ roles: ['auditor'], sites: '*' });
   const service = await startServiceProcess('audit-svc', { ...environment.serviceEnv, DATABASE_STATEMENT_TIMEOUT_MS: '600000' });
-  const sealSeconds = await waitUntilSealed(environment);
-  await vacuumTrail(environment);
-  const list = unaryCaller(
-    service.address,
-    '/clinical.audit.v1.AuditService/ListAuditEvents',
-    (request: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(request).finish(),
-    (bytes) => auditV1.ListAuditEventsResponse.decode(bytes),
-    token,
-  );
   try {
+    const sealSeconds = await waitUntilSealed(environment);
+    await vacuumTrail(environment);
     const request = auditV1.ListAuditEventsRequest.fromPartial({ patientId, pageSize: 100 });
-    const sample = await list.call(request);
-    const baselineAt = (at: LoadShape, query?: BaselineQuery) =>
-      measureGrpcBaseline(
-        request,
-        (message: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(message).finish(),
-        (bytes) => auditV1.ListAuditEventsResponse.decode(bytes),
-        auditV1.ListAuditEventsResponse.encode(sample).finish(),
-        at,
-        query,
-      );
-    const pageQuery: BaselineQuery = {
-      url: environment.database.urlAs('clinical_audit_svc'),
-      text: RAW_PAGE_SQL,
-      values: [patientId, request.pageSize],
+    const list = unaryCaller(
+      service.address,
+      LIST_AUDIT_EVENTS_PATH,
+      (message: auditV1.ListAuditEventsRequest) => auditV1.ListAuditEventsRequest.encode(message).finish(),
+      (bytes) => auditV1.ListAuditEventsResponse.decode(bytes),
+      token,
+    );
+    let sample: auditV1.ListAuditEventsResponse;
+    try {
+      sample = await list.call(request);
+    } finally {
+      list.close();
+    }
+    const floor: FloorSpec = {
+      path: LIST_AUDIT_EVENTS_PATH,
+      response: Buffer.from(auditV1.ListAuditEventsResponse.encode(sample).finish()).toString('base64'),
+      responseType: 'auditV1.ListAuditEventsResponse',
+      requestType: 'auditV1.ListAuditEventsRequest',
+      databaseUrl: environment.database.urlAs('clinical_audit_svc'),
+      statements: [
+        {
+          text: PAGE_SQL,
+          expectRows: true,
+          values: [{ request: 'pageSize' }, PAGE_PAYLOAD_BUDGET_BYTES, { request: 'patientId' }, request.pageSize + 1],
+        },
+      ],
     };
-    const runs = await measureAtEachLoad(settings, { oneCaller: true }, async (at) => {
-      const echo = await baselineAt(at);
-      const rawSql = await baselineAt(at, pageQuery);
-      const measured = await runLoad({ ...at, call: () => list.call(request).then(() => undefined) });
-      const common = { measured, concurrency: at.concurrency, servicePeakRssMiB: service.peakRssMiB() };
-      return [
-        { scenario: `list-audit-events ${at.label}`, baseline: echo, ...common },
-        { scenario: `list-audit-events ${at.label} vs raw SQL`, baselineName: 'bare grpc-js + raw SQL of the page', baseline: rawSql, ...common },
-      ];
-    });
-
     const extra = {
       storedEvents: STORED_EVENTS,
       eventsPerPatientPage: sample.events.length,
@@ -150,9 +163,19 @@ async function auditTrail(environment: BenchEnvironment, settings: RunSettings):
       sealSeconds: Number(sealSeconds.toFixed(1)),
       sealedEventsPerSecond: Math.round(STORED_EVENTS / sealSeconds),
     };
-    return runs.map((run) => ({ ...run, extra }));
+    return await measureAtEachLoad(settings, { oneCaller: true }, async (shape) => [
+      await compareWithFloor({
+        scenario: 'list-audit-events',
+        baselineName: 'database-read floor',
+        service,
+        floor,
+        authorization: `Bearer ${token}`,
+        serviceRequests: [auditV1.ListAuditEventsRequest.encode(request).finish()],
+        shape,
+        extra,
+      }),
+    ]);
   } finally {
-    list.close();
     await service.stop();
   }
 }

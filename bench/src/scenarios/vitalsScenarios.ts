@@ -6,7 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import type { BenchEnvironment } from '../benchEnvironment.js';
 import { runLoad, type LoadResult } from '../loadGenerator.js';
-import { measureGrpcBaseline } from '../baseline.js';
+import { compareWithFloor } from '../floorComparison.js';
+import type { FloorSpec } from '../floorServer.js';
 import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
@@ -362,42 +363,6 @@ interface InsertLoops {
   readonly autocommit: LoadResult;
 }
 
-/**
- * What a unary write costs the database alone: `concurrency` connections, each
- * committing one audited single-row INSERT transaction after another (BEGIN,
- * set_config, INSERT, COMMIT), for `durationMs`.
- */
-async function measureSingleRowTransactions(
-  environment: BenchEnvironment,
-  readings: readonly vitalsV1.VitalSigns[],
-  concurrency: number,
-  durationMs: number,
-): Promise<LoadResult> {
-  const clients = await Promise.all(Array.from({ length: concurrency }, () => connectAsService(environment)));
-  const latencies: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  const deadline = started + durationMs;
-  try {
-    await Promise.all(
-      clients.map(async (client) => {
-        while (performance.now() < deadline) {
-          const reading = readings[next % readings.length]!;
-          next += 1;
-          const begin = performance.now();
-          await beginAudited(client);
-          await client.query({ name: 'insert-one-reading', text: INSERT_ONE, values: insertValues(reading) });
-          await client.query('COMMIT');
-          latencies.push(performance.now() - begin);
-        }
-      }),
-    );
-  } finally {
-    await Promise.all(clients.map((client) => client.end()));
-  }
-  return rowsResult(latencies.length, (performance.now() - started) / 1_000, latencies);
-}
-
 async function withVitalsService<T>(environment: BenchEnvironment, use: (service: ServerProcess) => Promise<T>): Promise<T> {
   const service = await startServiceProcess('vitals-svc', environment.serviceEnv);
   try {
@@ -604,45 +569,109 @@ async function ingestBatch(environment: BenchEnvironment, settings: RunSettings)
   });
 }
 
-/** RecordVitals, one reading per call, closed loop at the run's concurrency. */
+const RECORD_VITALS_PATH = '/clinical.vitals.v1.VitalsService/RecordVitals';
+
+/**
+ * RecordVitals' statement when the request names no request_id, as
+ * vitals-svc sends it (vitalsQueries.ts insertReading with its audit context,
+ * for a caller of every site): one INSERT ... SELECT that sets the audit
+ * context itself (set_config(..., true) in a subquery it reads), inserts only
+ * for an active patient and returns the row; one statement, so one implicit
+ * transaction, in which vital_signs' audit trigger writes the event.
+ */
+const INSERT_READING = `
+    INSERT INTO vital_signs (vital_id, patient_id, visit_date, measurement_time, systolic_bp, diastolic_bp,
+                             heart_rate, temperature, data_batch)
+    SELECT $1, patient_id, $2::date, $3::timestamptz,
+           $4::int4, $5::int4, $6::int4,
+           $7::numeric, $8::jsonb
+      FROM patients , (SELECT set_config('app.user_id', $9, true), set_config('app.request_id', $10, true),
+                          set_config('app.trace_id', $11, true), set_config('app.reason', $12, true),
+                          set_config('app.client_ip', $13, true) OFFSET 0) AS audit_context
+     WHERE patient_id = $14 AND status = ANY($15::"text"[]) AND TRUE
+    RETURNING vital_id, patient_id, visit_date::text AS visit_date, measurement_time, systolic_bp, diastolic_bp,
+              heart_rate, temperature, data_batch, recorded_at`;
+
+/**
+ * RecordVitals, one reading per call (no request_id: the service's one-statement
+ * path), at the run's concurrency and then an open loop, against its write
+ * floor: the same audited INSERT (a fresh v7 id, the reading's values from
+ * each request, the audit context, the trigger) through raw pg as vitals-svc's
+ * role behind bare grpc-js, the same response encoded; CPU per call of both
+ * from /proc. The closed loop's readings per second are also set beside raw
+ * binary COPY and the INSERT loops of the same readings (rows per second).
+ */
 async function ingestUnary(environment: BenchEnvironment, settings: RunSettings): Promise<ScenarioReport[]> {
   const setup = await ingestionSetup(environment);
   const readings = setup.messages.flatMap((message) => message.readings).slice(0, 10_000);
   const requests = readings.map((reading) => vitalsV1.RecordVitalsRequest.encode({ reading, requestId: '' }).finish());
   return withVitalsService(environment, async (service) => {
-    const caller = unaryCaller<Uint8Array, Uint8Array>(
+    const caller = unaryCaller<Uint8Array, vitalsV1.RecordVitalsResponse>(
       service.address,
-      '/clinical.vitals.v1.VitalsService/RecordVitals',
+      RECORD_VITALS_PATH,
       (bytes) => bytes,
-      (bytes) => bytes,
+      (bytes) => vitalsV1.RecordVitalsResponse.decode(bytes),
       setup.token,
     );
+    let sample: vitalsV1.RecordVitalsResponse;
     try {
-      const measured = await runLoad({ ...settings, call: (index) => caller.call(requests[index % requests.length]!).then(() => undefined) });
-      const copy = await measureRawCopy(environment, setup.rawChunks, {
-        totalRows: 200_000,
-        durationMs: settings.durationMs,
-        concurrency: 1,
-        chunksPerTransaction: Number.POSITIVE_INFINITY,
-      });
-      const loops = await measureInsertLoops(environment, readings);
-      const transactions = await measureSingleRowTransactions(environment, readings, settings.concurrency, settings.durationMs);
-      return [
-        ...ingestionReports('ingest-unary', measured, copy.result, loops, settings.concurrency, service, {
-          vsSingleRowTransactions: +(measured.rps / transactions.rps).toFixed(2),
-        }),
-        {
-          scenario: 'ingest-unary vs raw',
-          baselineName: 'raw single-row audited transactions, same concurrency',
-          baseline: transactions,
-          measured,
-          concurrency: settings.concurrency,
-          servicePeakRssMiB: service.peakRssMiB(),
-        },
-      ];
+      sample = await caller.call(requests[0]!);
     } finally {
       caller.close();
     }
+    const floor: FloorSpec = {
+      path: RECORD_VITALS_PATH,
+      response: Buffer.from(vitalsV1.RecordVitalsResponse.encode(sample).finish()).toString('base64'),
+      responseType: 'vitalsV1.RecordVitalsResponse',
+      requestType: 'vitalsV1.RecordVitalsRequest',
+      databaseUrl: environment.database.urlAs('clinical_vitals_svc'),
+      statements: [
+        {
+          text: INSERT_READING,
+          expectRows: true,
+          values: [
+            { uuidV7: true },
+            // The visit date the service derives when none is sent: the measurement's UTC date.
+            { request: 'reading.measurementTime', match: '^(\\d{4}-\\d{2}-\\d{2})T' },
+            { request: 'reading.measurementTime' },
+            { request: 'reading.systolicBp' },
+            { request: 'reading.diastolicBp' },
+            { request: 'reading.heartRate' },
+            { request: 'reading.temperatureCelsius' },
+            { request: 'reading.deviceData' },
+            // The audit context: the gateway's subject, no request id, a trace id, no reason, the peer's address.
+            'bench-device-gateway',
+            '',
+            '0af7651916cd43dd8448eb211c80319c',
+            '',
+            '127.0.0.1',
+            { request: 'reading.patientId' },
+            ['SCREENING', 'ENROLLED'],
+          ],
+        },
+      ],
+    };
+    const reports = await measureAtEachLoad(settings, {}, async (shape) => [
+      await compareWithFloor({
+        scenario: 'ingest-unary',
+        baselineName: 'write floor',
+        service,
+        floor,
+        authorization: `Bearer ${setup.token}`,
+        serviceRequests: requests,
+        shape,
+      }),
+    ]);
+    // The closed loop's readings per second beside the bulk and loop baselines (rows per second).
+    const closedLoop = reports[0]!.measured;
+    const copy = await measureRawCopy(environment, setup.rawChunks, {
+      totalRows: 200_000,
+      durationMs: settings.durationMs,
+      concurrency: 1,
+      chunksPerTransaction: Number.POSITIVE_INFINITY,
+    });
+    const loops = await measureInsertLoops(environment, readings);
+    return [...reports, ...ingestionReports('ingest-unary', closedLoop, copy.result, loops, settings.concurrency, service, {})];
   });
 }
 
@@ -685,7 +714,35 @@ async function growReadings(databaseUrl: string, patients: readonly string[], fr
   }
 }
 
-/** ListVitals of one random patient's random day (96 readings, one page), at each load (one caller included). */
+const LIST_VITALS_PATH = '/clinical.vitals.v1.VitalsService/ListVitals';
+const LIST_PAGE_SIZE = 100;
+/** Distinct ListVitals requests a load process sends in turn (patients and days scrambled). */
+const LIST_REQUESTS = 4_096;
+
+/**
+ * ListVitals' statement for a first page, as vitals-svc sends it
+ * (vitalsQueries.ts selectVitalsPage, for a caller with sites and a range
+ * with both ends): one keyset page over vital_signs and, by inheritance, its
+ * child vital_signs_bulk, with the patient's visibility checked in the same
+ * statement, one row more than the page to tell whether another follows.
+ */
+const SELECT_VITALS_PAGE = `
+    SELECT vital_id, patient_id, visit_date::text AS visit_date, measurement_time, systolic_bp, diastolic_bp,
+           heart_rate, temperature, data_batch, recorded_at,
+           to_char(measurement_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS cursor_time
+      FROM vital_signs
+     WHERE patient_id = $1 AND EXISTS (SELECT 1 FROM patients WHERE patient_id = $2 AND site_id = ANY($3::"text"[]))
+       AND measurement_time >= $4::timestamptz AND measurement_time < $5::timestamptz
+     ORDER BY measurement_time DESC, vital_id DESC
+     LIMIT $6`;
+
+/**
+ * ListVitals of one random patient's random day (96 readings, one page), at
+ * each load (one caller included), against its database-read floor: the same
+ * SELECT for the same patient and day (taken from each request) through raw
+ * pg as vitals-svc's role, the same page encoded on every call; CPU per call
+ * of both from /proc.
+ */
 async function measureListWindow(
   environment: BenchEnvironment,
   settings: RunSettings,
@@ -700,44 +757,52 @@ async function measureListWindow(
     const mixed = (index * 2_654_435_761) >>> 0;
     const day = 1 + (mixed % (days - 1));
     const end = HISTORY_END - (day - 1) * 86_400_000;
-    return { patientId: patients[(mixed >>> 8) % patients.length]!, startTime: new Date(end - 86_400_000), endTime: new Date(end), pageSize: 100, pageToken: '' };
+    return { patientId: patients[(mixed >>> 8) % patients.length]!, startTime: new Date(end - 86_400_000), endTime: new Date(end), pageSize: LIST_PAGE_SIZE, pageToken: '' };
   };
+  const requests = Array.from({ length: LIST_REQUESTS }, (_, index) => vitalsV1.ListVitalsRequest.encode(request(index)).finish());
   return withVitalsService(environment, async (service) => {
     const caller = unaryCaller(
       service.address,
-      '/clinical.vitals.v1.VitalsService/ListVitals',
+      LIST_VITALS_PATH,
       (value: vitalsV1.ListVitalsRequest) => vitalsV1.ListVitalsRequest.encode(value).finish(),
       (bytes) => vitalsV1.ListVitalsResponse.decode(bytes),
       token,
     );
+    let sample: vitalsV1.ListVitalsResponse;
     try {
-      const sample = await caller.call(request(0));
-      if (sample.readings.length !== READINGS_PER_DAY) {
-        throw new Error(`a day holds ${sample.readings.length} readings, expected ${READINGS_PER_DAY}`);
-      }
-      return await measureAtEachLoad(settings, { oneCaller: true, ratePerSecond }, async (run) => {
-        const baseline = await measureGrpcBaseline(
-          request(0),
-          (value: vitalsV1.ListVitalsRequest) => vitalsV1.ListVitalsRequest.encode(value).finish(),
-          (bytes) => vitalsV1.ListVitalsResponse.decode(bytes),
-          vitalsV1.ListVitalsResponse.encode(sample).finish(),
-          run,
-        );
-        const measured = await runLoad({ ...run, call: (index) => caller.call(request(index)).then(() => undefined) });
-        return [
-          {
-            scenario: `list-vitals-window ${label} ${run.label}`,
-            baseline,
-            measured,
-            concurrency: run.concurrency,
-            servicePeakRssMiB: service.peakRssMiB(),
-            extra: { tableRows: label, readingsPerCall: READINGS_PER_DAY },
-          },
-        ];
-      });
+      sample = await caller.call(request(0));
     } finally {
       caller.close();
     }
+    if (sample.readings.length !== READINGS_PER_DAY) {
+      throw new Error(`a day holds ${sample.readings.length} readings, expected ${READINGS_PER_DAY}`);
+    }
+    const floor: FloorSpec = {
+      path: LIST_VITALS_PATH,
+      response: Buffer.from(vitalsV1.ListVitalsResponse.encode(sample).finish()).toString('base64'),
+      responseType: 'vitalsV1.ListVitalsResponse',
+      requestType: 'vitalsV1.ListVitalsRequest',
+      databaseUrl: environment.database.urlAs('clinical_vitals_svc'),
+      statements: [
+        {
+          text: SELECT_VITALS_PAGE,
+          expectRows: true,
+          values: [{ request: 'patientId' }, { request: 'patientId' }, SITES, { request: 'startTime' }, { request: 'endTime' }, LIST_PAGE_SIZE + 1],
+        },
+      ],
+    };
+    return measureAtEachLoad(settings, { oneCaller: true, ratePerSecond }, async (shape) => [
+      await compareWithFloor({
+        scenario: `list-vitals-window ${label}`,
+        baselineName: 'database-read floor',
+        service,
+        floor,
+        authorization: `Bearer ${token}`,
+        serviceRequests: requests,
+        shape,
+        extra: { tableRows: label, readingsPerCall: READINGS_PER_DAY },
+      }),
+    ]);
   });
 }
 

@@ -112,7 +112,9 @@ describe('the edge: errors become statuses with details', () => {
   let token: string;
 
   beforeAll(async () => {
-    service = await startTestService(probeModule, { RATE_LIMIT_POINTS: '5' });
+    // Redis gets time to answer on a loaded machine: a command that timed out would be counted by the
+    // in-process fallback limiter instead, which admits its own 5, and the count below would not hold.
+    service = await startTestService(probeModule, { RATE_LIMIT_POINTS: '5', REDIS_COMMAND_TIMEOUT_MS: '5000' });
     token = await service.token({ sub: 'edge-tester', roles: ['monitor'], sites: '*' });
   });
   afterAll(async () => {

@@ -50,6 +50,8 @@ interface WindowView {
   spent: number;
   /** Points spent here since, not yet added in Redis. */
   unsent: number;
+  /** Points on their way to Redis, not answered yet (one connection: answers come in order). */
+  pending: number;
   endsAt: number;
 }
 
@@ -60,8 +62,8 @@ interface WindowView {
  * so an outage neither fails requests nor lifts the limit.
  *
  * A call does not wait for Redis while its caller is well inside the limit:
- * while what Redis last counted plus what this process spent since stays
- * under half the points, the call is admitted and its cost added to Redis
+ * while what Redis last counted plus what this process spent since (sent to
+ * Redis or not) stays under half the points, the call is admitted and its cost added to Redis
  * with the others' in one command per key every `syncIntervalMs`, whose
  * answer brings this process the other replicas' spending. Past half, every
  * call asks Redis (one round trip, exact to the point). Across replicas the
@@ -92,23 +94,41 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const views = new Map<string, WindowView>();
   let syncTimer: NodeJS.Timeout | undefined;
 
-  /** Adds `cost` in Redis and takes in what Redis now counts; resolves with this answer's count (the view may move on). */
-  const spendInRedis = (key: string, cost: number): Promise<{ spent: number; msBeforeNext: number }> =>
-    breaker.run(() => consumeInWindow(`${keyPrefix}:${key}`, cost, windowSeconds)).then(([spent, msBeforeNext]) => {
-      const view = views.get(key) ?? { spent: 0, unsent: 0, endsAt: 0 };
-      // Answers may come back out of order: within a window the count only grows.
-      view.spent = view.endsAt > now() ? Math.max(view.spent, spent) : spent;
-      view.endsAt = now() + msBeforeNext;
+  /**
+   * Adds `cost` in Redis and takes in what Redis now counts; resolves with
+   * this answer's count (the view may move on). Until it is answered, the
+   * cost counts as pending, so that no call is admitted locally on a count
+   * that does not include it.
+   */
+  const spendInRedis = (key: string, cost: number): Promise<{ spent: number; msBeforeNext: number }> => {
+    let view = views.get(key);
+    if (!view) {
+      view = { spent: 0, unsent: 0, pending: 0, endsAt: 0 };
       views.set(key, view);
-      return { spent, msBeforeNext };
-    });
+    }
+    const sentWith = view;
+    sentWith.pending += cost;
+    return breaker.run(() => consumeInWindow(`${keyPrefix}:${key}`, cost, windowSeconds)).then(
+      ([spent, msBeforeNext]) => {
+        sentWith.pending -= cost;
+        // Within a window the count only grows.
+        sentWith.spent = sentWith.endsAt > now() ? Math.max(sentWith.spent, spent) : spent;
+        sentWith.endsAt = now() + msBeforeNext;
+        return { spent, msBeforeNext };
+      },
+      (error: unknown) => {
+        sentWith.pending -= cost;
+        throw error;
+      },
+    );
+  };
 
   function sync(): void {
     syncTimer = undefined;
     const time = now();
     for (const [key, view] of views) {
       if (view.unsent === 0) {
-        if (view.endsAt <= time) {
+        if (view.endsAt <= time && view.pending === 0) {
           views.delete(key);
         }
         continue;
@@ -126,7 +146,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         return consumeLocally(key, cost);
       }
       const view = views.get(key);
-      if (view && view.endsAt > now() && view.spent + view.unsent + cost <= points / 2) {
+      if (view && view.endsAt > now() && view.spent + view.pending + view.unsent + cost <= points / 2) {
         view.unsent += cost;
         syncTimer ??= setTimeout(sync, syncIntervalMs).unref();
         return Promise.resolve();

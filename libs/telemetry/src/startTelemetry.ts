@@ -1,5 +1,4 @@
 import { metrics } from '@opentelemetry/api';
-import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -74,10 +73,11 @@ function redisStatement(command: string, args: ReadonlyArray<unknown>): string {
 }
 
 /**
- * Starts OpenTelemetry: a span for every gRPC call (server and client), SQL
- * query and Redis command, W3C context propagation; and metrics when the
+ * Starts OpenTelemetry: a span for every SQL query and Redis command made
+ * within a traced call (the server kit opens a span for every gRPC call it
+ * serves), W3C context propagation; and metrics when the
  * environment asks for them (OTEL_METRICS_EXPORTER, METRICS_PORT: see
- * startMetrics). Must run before grpc-js, pg and ioredis are loaded;
+ * startMetrics). Must run before pg and ioredis are loaded;
  * `@clinical/telemetry/register` does that.
  * @throws Error naming a malformed OTEL_* or METRICS_* variable.
  */
@@ -100,8 +100,9 @@ export function startTelemetry(options: TelemetryOptions): TelemetryHandle {
     tracerProvider: provider,
     // The instrumentations' own metrics (pg's db.client.operation.duration) when metrics are on.
     ...(meters ? { meterProvider: metrics.getMeterProvider() } : {}),
+    // gRPC server spans are the server kit's own (callTracingMiddleware): the gRPC instrumentation's cost
+    // every call a quarter of a cached read, sampled or not.
     instrumentations: [
-      new GrpcInstrumentation(),
       // Statements go out with their $n placeholders; values are never attached.
       new PgInstrumentation({ enhancedDatabaseReporting: false }),
       new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),

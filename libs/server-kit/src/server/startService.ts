@@ -43,6 +43,7 @@ import { withListenerLimits } from './listenerLimits.js';
 import { addReflection } from './reflection.js';
 import { createPageTokenCodec, type PageTokenCodec } from '../pagination/pageTokens.js';
 import { createTransportSecurity } from '../transport/transportSecurity.js';
+import { callTracingMiddleware } from '../telemetry/callTracing.js';
 import { cacheNameOf, createCacheLookupTally, createCallMetrics, observeRuntime } from '../telemetry/serviceMetrics.js';
 
 /** Everything a service's handlers may use, built once at start from the configuration. */
@@ -310,6 +311,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
         config.connectionLimits,
       ),
     )
+      .use(callTracingMiddleware())
       .use(errorDetailsServerMiddleware)
       .use(inFlightLimit.middleware)
       .use(edgeErrorMiddleware(logger)),

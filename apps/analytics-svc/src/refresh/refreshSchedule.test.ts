@@ -1,7 +1,6 @@
 import { analyticsV1 } from '@clinical/contracts';
 import { Status } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
-import { setTimeout as delay } from 'node:timers/promises';
 import { loadAnalyticsConfig } from '../analyticsConfig.js';
 import { createAnalyticsServiceModule } from '../analyticsServiceModule.js';
 import {
@@ -155,7 +154,19 @@ describe('the refresh schedule, running', () => {
   it('starts no refresh once stopping, even from a scheduled tick that reaches the lock after the stop began', async () => {
     service = await startAnalyticsService({ ANALYTICS_REFRESH_SCHEDULER: 'off' });
     const scheduled = createAnalyticsServiceModule(loadAnalyticsConfig({ ANALYTICS_REFRESH_INTERVAL_SECONDS: '1' }));
-    const replica = await startReplica(service, scheduled);
+    // Told once the module's stop has begun: its first steps (the schedule's and the refresher's stop flags) are synchronous.
+    let stopBegan!: () => void;
+    const stopHasBegun = new Promise<void>((resolve) => {
+      stopBegan = resolve;
+    });
+    const replica = await startReplica(service, {
+      ...scheduled,
+      async stop(runtime) {
+        const stopped = scheduled.stop?.(runtime);
+        stopBegan();
+        await stopped;
+      },
+    });
     const admin = service.admin;
     await eventually(async () => ((await refreshLog(admin)).some((row) => row.trigger === 'SCHEDULED') ? true : undefined));
     // A tick stalls reading the refresh log, before it tries the refresh lock; a refresh would wait behind the change queue.
@@ -170,7 +181,7 @@ describe('the refresh schedule, running', () => {
         return rows[0].waiting > 0 ? true : undefined;
       });
       const stopped = replica.stop();
-      await delay(300);
+      await stopHasBegun;
       await logLock.release();
       // A refresh started now would wait behind the blocked queue, and the stop with it.
       await stopped;

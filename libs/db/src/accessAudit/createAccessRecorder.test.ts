@@ -134,6 +134,17 @@ describe('createAccessRecorder', () => {
     ]);
   });
 
+  it('keeps an actor cut in the middle of a surrogate pair, the half pair as U+FFFD', async () => {
+    const recorder = createAccessRecorder({ pool, flushIntervalMs: 10 });
+    const patientId = randomUUID();
+    // 200 characters is the column's limit: the cut falls between the two halves of the emoji.
+    recorder.record([readEvent(patientId, { actor: `${'a'.repeat(199)}\u{1F691}tail` })]);
+    await recorder.close();
+    expect(recorder.stats()).toMatchObject({ recorded: 1, persisted: 1, dropped: 0 });
+    const { rows } = await admin.query(`SELECT user_id FROM audit_events WHERE patient_id = $1`, [patientId]);
+    expect(rows).toEqual([{ user_id: `${'a'.repeat(199)}\uFFFD` }]);
+  });
+
   it('drops an event the database refuses for its data, reports it, and keeps writing the others', async () => {
     // The database refuses one actor's events, as it would any event whose data it cannot take.
     await admin.query(`ALTER TABLE audit_events ADD CONSTRAINT refuses_poison CHECK (user_id <> 'poison')`);

@@ -131,10 +131,11 @@ function columnText(value: string | undefined, max: number): string | null {
   if (value === undefined) {
     return null;
   }
-  // A lone surrogate would reach PostgreSQL as a JSON escape it refuses (the event dropped); as U+FFFD it is kept.
-  const wellFormed = SURROGATE.test(value) ? value.replace(LONE_SURROGATE, '\uFFFD') : value;
-  const text = wellFormed.includes('\0') ? wellFormed.replaceAll('\0', '') : wellFormed;
-  return text.length > max ? text.slice(0, max) : text;
+  const withoutNul = value.includes('\0') ? value.replaceAll('\0', '') : value;
+  const text = withoutNul.length > max ? withoutNul.slice(0, max) : withoutNul;
+  // After the cut, which can split a pair: a lone surrogate would reach PostgreSQL as a JSON escape it
+  // refuses (the event dropped); as U+FFFD it is kept.
+  return SURROGATE.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
 }
 
 const SURROGATE = /[\uD800-\uDFFF]/;

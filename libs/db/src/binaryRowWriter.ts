@@ -20,7 +20,8 @@ export const BINARY_COPY_TRAILER = Buffer.from([0xff, 0xff]);
  * format. The server parses binary rows without the text parsing of every
  * value that the text format costs it. Values are written as the type's
  * send function writes them (a numeric without leading or trailing zero
- * digit groups), so the bytes of a row are those of the stored row.
+ * digit groups), so the bytes of a row are those of the stored row, jsonb
+ * aside (PostgreSQL sends jsonb back in its own normalised text).
  * Each method checks its value's range; the column types are the caller's
  * to match (a wrong type is refused by the server, row and all).
  */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { BINARY_COPY_HEADER } from './binaryRowWriter.js';
 
 /**
  * Called once per row with the bytes holding it, where each field starts in
@@ -8,10 +9,16 @@ import type pg from 'pg';
  * The buffer is never written to again: keep it to compare a field with a
  * later row's.
  */
+/** A uuid field of a binary row (16 bytes from `at`) in its text form. */
+export function uuidText(bytes: Uint8Array, at = 0): string {
+  const hex = Buffer.from(bytes.buffer, bytes.byteOffset + at, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 export type CopyRowHandler = (buffer: Buffer, starts: Int32Array, lengths: Int32Array) => void;
 
-/** The binary COPY signature, then flags and the header extension's length. */
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+/** The binary COPY signature (then come flags and the header extension's length). */
+const SIGNATURE = BINARY_COPY_HEADER.subarray(0, 11);
 const HEADER_BYTES = SIGNATURE.length + 8;
 /** Protocol messages: a type byte, then a length that counts itself. */
 const MESSAGE_HEADER_BYTES = 5;

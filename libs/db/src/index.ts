@@ -15,7 +15,7 @@ export { migrate, type MigrateOptions } from './migrate.js';
 export { runIdempotent, type IdempotencyKey, type ResponseCodec } from './idempotency.js';
 export { copyRows, copyText, COPY_NULL, type CopyData, type CopyRowsOptions } from './copyRows.js';
 export { BinaryRowWriter } from './binaryRowWriter.js';
-export { copyOutRows, type CopyRowHandler } from './copyOutRows.js';
+export { copyOutRows, uuidText, type CopyRowHandler } from './copyOutRows.js';
 export { withAuditedClient } from './withAuditedClient.js';
 export { claimRequestId, saveIdempotentResponse, type RequestIdentity, type StoredResponse } from './idempotentClientRequests.js';
 export { purgeExpiredIdempotentRequests } from './purgeExpiredIdempotentRequests.js';

@@ -3,5 +3,5 @@
  * index loads Slonik and its dependencies (about 11 MB resident), which a
  * worker thread that only reads by COPY has no use for.
  */
-export { copyOutRows, type CopyRowHandler } from './copyOutRows.js';
+export { copyOutRows, uuidText, type CopyRowHandler } from './copyOutRows.js';
 export { databaseConnection, type DatabaseConnection } from './connectionTls.js';

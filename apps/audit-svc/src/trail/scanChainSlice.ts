@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { copyOutRows } from '@clinical/db/raw-pg';
+import { copyOutRows, uuidText } from '@clinical/db/raw-pg';
 import type pg from 'pg';
 import type { ChainLinks, LinkOutcome } from './chainLinks.js';
 import { eventContentDigest } from './eventContentDigest.js';
@@ -92,11 +92,6 @@ function sameBytes(a: Buffer, aStart: number, aLength: number, b: Buffer, bStart
     }
   }
   return true;
-}
-
-function uuidText(buffer: Buffer, start: number): string {
-  const hex = buffer.toString('hex', start, start + 16);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**

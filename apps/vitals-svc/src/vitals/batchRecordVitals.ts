@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
-import { claimRequestId, saveIdempotentResponse, withAuditedClient } from '@clinical/db';
+import { claimRequestId, saveIdempotentResponse, uuidText, withAuditedClient } from '@clinical/db';
 import { InvalidArgumentError } from '@clinical/errors';
 import { auditContextOf, canonicalRequestBytes, FieldValidator, type HandlerContext } from '@clinical/server-kit';
 import { ingestionError } from './ingestionErrors.js';
@@ -8,7 +8,7 @@ import type { IngestionDependencies } from './ingestionPool.js';
 import { ReadingsWriter } from './readingsWriter.js';
 import { ReadingViolations } from './readingViolations.js';
 import { MAX_READINGS_PER_MESSAGE, normalizeReading, type NormalizedReading } from './validateReading.js';
-import { uuidText, writeVitalId } from './vitalId.js';
+import { writeVitalId } from './vitalId.js';
 import { recordedVitalSigns } from './vitalRecord.js';
 
 /**

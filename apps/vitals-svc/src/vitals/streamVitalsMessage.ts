@@ -1,6 +1,6 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { deviceDataJson } from './deviceDataJson.js';
-import type { ReadingFields } from './validateReading.js';
+import { readingFieldsOf, type ReadingFields } from './validateReading.js';
 
 /**
  * A StreamVitals message as vitals-svc decodes it: the request_id, and the
@@ -57,17 +57,7 @@ export class ReceivedReadings {
   read(index: number, fields: ReadingFields): void {
     const decoded = this.decoded?.[index];
     if (decoded) {
-      fields.patientId = decoded.patientId;
-      fields.measurementSent = decoded.measurementTime !== undefined;
-      fields.measurementMs = decoded.measurementTime?.getTime() ?? 0;
-      fields.visitDate = decoded.visitDate;
-      fields.systolicBp = decoded.systolicBp;
-      fields.diastolicBp = decoded.diastolicBp;
-      fields.heartRate = decoded.heartRate;
-      fields.temperatureSent = decoded.temperatureCelsius !== undefined;
-      fields.temperatureCelsius = decoded.temperatureCelsius ?? 0;
-      fields.deviceData = decoded.deviceData;
-      fields.deviceDataJson = undefined;
+      readingFieldsOf(decoded, fields);
       return;
     }
     const present = this.presence[index] ?? 0;

@@ -293,6 +293,22 @@ export function checkReading(
   return true;
 }
 
+/** Fills `fields` (reused by the caller, or new) with a reading the generated decoder decoded, and returns it. */
+export function readingFieldsOf(reading: vitalsV1.VitalSigns, fields: ReadingFields): ReadingFields {
+  fields.patientId = reading.patientId;
+  fields.measurementSent = reading.measurementTime !== undefined;
+  fields.measurementMs = reading.measurementTime?.getTime() ?? 0;
+  fields.visitDate = reading.visitDate;
+  fields.systolicBp = reading.systolicBp;
+  fields.diastolicBp = reading.diastolicBp;
+  fields.heartRate = reading.heartRate;
+  fields.temperatureSent = reading.temperatureCelsius !== undefined;
+  fields.temperatureCelsius = reading.temperatureCelsius ?? 0;
+  fields.deviceData = reading.deviceData;
+  fields.deviceDataJson = undefined;
+  return fields;
+}
+
 /**
  * Checks one reading of a request (see checkReading) and returns it as it
  * will be stored, or undefined when it is missing or invalid.
@@ -308,19 +324,7 @@ export function normalizeReading(
     return undefined;
   }
   const checked = emptyCheckedReading();
-  const fields: ReadingFields = {
-    patientId: reading.patientId,
-    measurementSent: reading.measurementTime !== undefined,
-    measurementMs: reading.measurementTime?.getTime() ?? 0,
-    visitDate: reading.visitDate,
-    systolicBp: reading.systolicBp,
-    diastolicBp: reading.diastolicBp,
-    heartRate: reading.heartRate,
-    temperatureSent: reading.temperatureCelsius !== undefined,
-    temperatureCelsius: reading.temperatureCelsius ?? 0,
-    deviceData: reading.deviceData,
-    deviceDataJson: undefined,
-  };
+  const fields = readingFieldsOf(reading, {} as ReadingFields);
   if (!checkReading(violations, () => at, 0, fields, nowMs, checked)) {
     return undefined;
   }

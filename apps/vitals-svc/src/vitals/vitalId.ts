@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { uuidText } from '@clinical/db';
 
 const POOL_SIZE = 16 * 1024;
 const pool = Buffer.alloc(POOL_SIZE);
@@ -28,12 +29,6 @@ export function writeVitalId(target: Uint8Array, at: number, nowMs: number = Dat
   offset += 10;
   target[at + 6] = 0x70 | ((target[at + 6] ?? 0) & 0x0f);
   target[at + 8] = 0x80 | ((target[at + 8] ?? 0) & 0x3f);
-}
-
-/** The canonical text of the 16 bytes of a UUID at `at` in `bytes`. */
-export function uuidText(bytes: Uint8Array, at = 0): string {
-  const hex = Buffer.from(bytes.buffer, bytes.byteOffset + at, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** A new vital_id (see writeVitalId) as text. */

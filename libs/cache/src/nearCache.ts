@@ -173,21 +173,16 @@ function nearCacheOver(redis: Redis, options: NearCacheOptions): NearCache {
   }
 
   /** The next barrier not yet sent: reads that join it before it goes share it. */
-  let waiting: { readonly promise: Promise<unknown>; send(): void } | undefined;
+  let waiting: Promise<unknown> | undefined;
   function barrier(): Promise<unknown> {
-    if (!waiting) {
-      let send = () => {};
-      const promise = new Promise((resolve, reject) => {
-        send = () => {
-          waiting = undefined;
-          invalidations.ping().then(resolve, reject);
-        };
-      });
-      waiting = { promise, send };
+    waiting ??= new Promise((resolve, reject) => {
       // After this turn's I/O callbacks: every read that arrived in them joins this one PING.
-      setImmediate(send);
-    }
-    return waiting.promise;
+      setImmediate(() => {
+        waiting = undefined;
+        invalidations.ping().then(resolve, reject);
+      });
+    });
+    return waiting;
   }
 
   return {

@@ -1,5 +1,8 @@
 -- Up Migration
 
+-- The view below counts days enrolled to current_date, as analytics-svc's refreshes do: in UTC.
+SET LOCAL TimeZone = 'UTC';
+
 -- ---------------------------------------------------------------------------
 -- Incremental analytics. A refresh used to recompute patient_analytics from
 -- every reading (REFRESH ... CONCURRENTLY): its cost grew with vital_signs,

@@ -115,8 +115,8 @@ export type RefreshedRow = z.infer<typeof loggedRow> & { readonly folded: FoldSu
 /**
  * In the caller's (REPEATABLE READ) transaction: the refresh's own settings
  * (a statement timeout of its own, dates in UTC, no parallel workers so that
- * readers keep a core, memory for a rebuild's aggregate, no JIT: compiling
- * took longer than any of its statements runs), then the queued
+ * readers keep a core, memory for a rebuild's aggregate; the fold function
+ * turns JIT off itself), then the queued
  * changes folded into the figures (or everything recomputed, when asked),
  * patient_analytics refreshed if a figure or the date changed, and the log
  * row, which commits with the figures. The as-of time is the transaction's
@@ -131,8 +131,7 @@ export async function refreshFiguresAndLog(
     SELECT set_config('statement_timeout', ${String(statementTimeoutMs)}, true),
            set_config('TimeZone', 'UTC', true),
            set_config('max_parallel_workers_per_gather', '0', true),
-           set_config('work_mem', '64MB', true),
-           set_config('jit', 'off', true)
+           set_config('work_mem', '64MB', true)
   `);
   const folded = await foldPendingChanges(transaction);
   if (folded.rebuilt || folded.pairs > 0 || folded.newDay) {

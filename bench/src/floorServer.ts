@@ -10,10 +10,11 @@
  *   does), with values taken from the decoded request or made unique per call.
  */
 import { readFileSync } from 'node:fs';
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import * as contracts from '@clinical/contracts';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
+import { uuidV7 } from './uuidV7.js';
 
 /**
  * A statement value: a literal; a field of the request (dotted path; a
@@ -85,24 +86,6 @@ let sequence = 0;
 
 const isList = (value: FloorValue): value is readonly string[] => Array.isArray(value);
 
-// Random bits for v7 ids, drawn from a pool refilled in bulk (as vitals-svc draws its own).
-const idPool = Buffer.alloc(16 * 1024);
-let idOffset = idPool.length;
-function uuidV7(): string {
-  if (idOffset + 10 > idPool.length) {
-    randomFillSync(idPool);
-    idOffset = 0;
-  }
-  const bytes = Buffer.allocUnsafe(16);
-  bytes.writeUIntBE(Date.now(), 0, 6);
-  idPool.copy(bytes, 6, idOffset, idOffset + 10);
-  idOffset += 10;
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
-  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
 function valuesOf(statement: FloorStatement, request: unknown, unique: string): unknown[] {
   return statement.values.map((value) => {
     if (value === null || typeof value !== 'object' || isList(value)) {
@@ -112,7 +95,7 @@ function valuesOf(statement: FloorStatement, request: unknown, unique: string): 
       return `${value.unique}${unique}`;
     }
     if ('uuidV7' in value) {
-      return uuidV7();
+      return uuidV7(Date.now());
     }
     const found = value.request.split('.').reduce<unknown>((parent, name) => (parent as Record<string, unknown> | undefined)?.[name], request);
     const field = found instanceof Date ? found.toISOString() : found;

@@ -1,4 +1,3 @@
-import { randomFillSync } from 'node:crypto';
 import { vitalsV1 } from '@clinical/contracts';
 import { BinaryRowWriter, copyRows } from '@clinical/db';
 import { cpuSeconds, residentMiB } from '@clinical/testing';
@@ -11,6 +10,7 @@ import type { FloorSpec } from '../floorServer.js';
 import { startServiceProcess, unaryCaller, type ServerProcess } from '../processes.js';
 import type { ScenarioReport } from '../report.js';
 import { measureAtEachLoad, type RunSettings, type Scenario } from '../scenario.js';
+import { uuidV7, writeUuidV7 } from '../uuidV7.js';
 
 /**
  * vitals-svc benchmarks. Ingestion scenarios report rows per second in the
@@ -124,28 +124,6 @@ function buildMessages(patients: readonly string[], count: number): { readings: 
     });
     return { readings, bytes: vitalsV1.StreamVitalsRequest.encode({ readings, requestId: '' }).finish() };
   });
-}
-
-// Time-ordered ids like the service's (UUID v7), written where a row's id goes.
-const idPool = Buffer.alloc(16 * 1024);
-let idOffset = idPool.length;
-function writeUuidV7(target: Buffer, at: number, nowMs: number): void {
-  if (idOffset + 10 > idPool.length) {
-    randomFillSync(idPool);
-    idOffset = 0;
-  }
-  target.writeUIntBE(nowMs, at, 6);
-  idPool.copy(target, at + 6, idOffset, idOffset + 10);
-  idOffset += 10;
-  target.writeUInt8(0x70 | (target.readUInt8(at + 6) & 0x0f), at + 6);
-  target.writeUInt8(0x80 | (target.readUInt8(at + 8) & 0x3f), at + 8);
-}
-
-function uuidV7(nowMs: number): string {
-  const bytes = Buffer.allocUnsafe(16);
-  writeUuidV7(bytes, 0, nowMs);
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 // ---------------------------------------------------------------------------

@@ -65,7 +65,13 @@ async function openReaders(request: ChainScanRequest, readers: pg.Client[]): Pro
   const connection = databaseConnection(request.databaseUrl);
   await Promise.all(
     Array.from({ length: request.connections }, async () => {
-      const reader = new pg.Client({ connectionString: connection.url, ssl: connection.ssl, application_name: 'audit-svc-verify' });
+      // A server that does not answer is UNAVAILABLE within seconds, not at the call's deadline.
+      const reader = new pg.Client({
+        connectionString: connection.url,
+        ssl: connection.ssl,
+        application_name: 'audit-svc-verify',
+        connectionTimeoutMillis: 5_000,
+      });
       // A connection that breaks emits 'error' besides failing its statement: the statement's failure is what counts.
       reader.on('error', () => {});
       readers.push(reader);

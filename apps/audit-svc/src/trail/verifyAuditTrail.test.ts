@@ -172,22 +172,22 @@ describe('VerifyAuditTrail', () => {
     await expectStatus(coordinator.verifyAuditTrail({}), Status.PERMISSION_DENIED);
   });
 
-  it('checks batches side by side on one snapshot and reports the earliest break among them', async () => {
+  it('checks slices side by side on one snapshot and reports the earliest break among them', async () => {
     const { admin, auditor } = await trailWith(0, { bulkPatients: 4_500, verifyConnections: 3 });
-    // Five batches of 1,000 positions, three connections.
+    // Five slices of 1,000 event_seq values, three connections.
     expect(await auditor.verifyAuditTrail({})).toMatchObject({ intact: true, checkedCount: '4501', lastSequenceNumber: '4501' });
     const eventAt = async (position: number) =>
       (await admin.query('SELECT event_seq FROM audit_chain WHERE sequence_number = $1', [position])).rows[0].event_seq as string;
 
-    // An edit in the fourth batch, then a later one in the fifth: the earlier wins.
+    // An edit in the fourth slice, then a later one in the fifth: the earlier wins.
     await behindTheBack(admin, "UPDATE audit_events SET user_id = 'late-edit' WHERE event_seq = $1", [await eventAt(4_400)]);
     await behindTheBack(admin, "UPDATE audit_events SET user_id = 'edit' WHERE event_seq = $1", [await eventAt(3_500)]);
     const edited = await auditor.verifyAuditTrail({});
     expect(edited.firstBreak).toMatchObject({ kind: ChainBreakKind.CHAIN_BREAK_KIND_EDITED, sequenceNumber: '3500' });
     expect(edited.checkedCount).toBe('3499');
 
-    // The last entry of the first batch, with its event, gone: the gap is reported where it is,
-    // and the batch after it, which cannot link to it, reports nothing of its own.
+    // The last entry of the first slice, with its event, gone: the gap is reported where it is,
+    // and the link the next slice's first entry cannot make is not reported on its own.
     const lastOfFirst = await eventAt(1_000);
     await behindTheBack(admin, 'DELETE FROM audit_events WHERE event_seq = $1', [lastOfFirst]);
     await behindTheBack(admin, 'DELETE FROM audit_chain WHERE sequence_number = 1000');

@@ -8,7 +8,7 @@ import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
 import { eventually, startPostgresCluster, type PostgresCluster } from '@clinical/testing';
 import { ClientError, createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ROOT } from '../checkout.js';
 import { allServing, createDevStack, exitOf, freePort, runCommand, type CommandRun, type DevStack, type StartRun } from './devStack.js';
 
@@ -151,9 +151,11 @@ function reading(patientId: string): vitalsV1.VitalSigns {
 
 /** A patient with a reading, read back once (an access event): every kind of row the trail chains. */
 async function writeOnce(api: ReturnType<typeof clientsOn>): Promise<patientV1.Patient> {
-  const { patient } = await api.patients.createPatient({ patient: newPatient() });
-  await api.vitals.recordVitals({ reading: reading(patient?.patientId as string) });
-  await api.patients.getPatient({ patientId: patient?.patientId as string });
+  // No call may hang the writers: one without an answer is aborted and counted as a failure.
+  const bounded = () => ({ signal: AbortSignal.timeout(30_000) });
+  const { patient } = await api.patients.createPatient({ patient: newPatient() }, bounded());
+  await api.vitals.recordVitals({ reading: reading(patient?.patientId as string) }, bounded());
+  await api.patients.getPatient({ patientId: patient?.patientId as string }, bounded());
   return patient as patientV1.Patient;
 }
 
@@ -221,6 +223,11 @@ describe('backup and restore', () => {
           failures.push((error as Error).message);
         }
       }
+    });
+    // Stopped however the test ends: left running after a failed assertion, the writers would spin on closed channels.
+    onTestFinished(async () => {
+      stop = true;
+      await Promise.all(writers);
     });
     await eventually(async () => (writes.length >= 20 ? true : undefined), 60_000, 'writes under way');
 

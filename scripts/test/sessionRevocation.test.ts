@@ -5,7 +5,7 @@ import { analyticsV1, auditV1, patientV1, sessionV1, vitalsV1 } from '@clinical/
 import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
 import { eventually } from '@clinical/testing';
 import { ClientError, createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ROOT } from '../checkout.js';
 import { allServing, createDevStack, exitOf, freePort, type DevStack, type StartRun } from './devStack.js';
 
@@ -64,17 +64,19 @@ function callsAs(token: string): Record<string, () => Promise<Status>> {
   const vitals = createClient(vitalsV1.VitalsServiceDefinition, on(vitalsPort), { '*': { metadata } });
   const audit = createClient(auditV1.AuditServiceDefinition, on(auditPort), { '*': { metadata } });
   const analytics = createClient(analyticsV1.AnalyticsServiceDefinition, on(analyticsPort), { '*': { metadata } });
+  // No call may hang the test: one that gets no answer ends as UNKNOWN (aborted), which the assertions refuse.
+  const bounded = () => ({ signal: AbortSignal.timeout(30_000) });
   const statusOf = (call: Promise<unknown>) =>
     call.then(
       () => Status.OK,
       (error: unknown) => (error instanceof ClientError ? error.code : Status.UNKNOWN),
     );
   return {
-    'patient-svc': () => statusOf(patients.listPatients({ pageSize: 1 })),
-    'patient-svc replica': () => statusOf(patientsReplica.listPatients({ pageSize: 1 })),
-    'vitals-svc': () => statusOf(vitals.getLatestVitals({ patientId: '6f1c2a52-8a8f-4d0e-9a37-3c1f1f0f6f10' })),
-    'audit-svc': () => statusOf(audit.listAuditEvents({ pageSize: 1 })),
-    'analytics-svc': () => statusOf(analytics.getAnalyticsFreshness({})),
+    'patient-svc': () => statusOf(patients.listPatients({ pageSize: 1 }, bounded())),
+    'patient-svc replica': () => statusOf(patientsReplica.listPatients({ pageSize: 1 }, bounded())),
+    'vitals-svc': () => statusOf(vitals.getLatestVitals({ patientId: '6f1c2a52-8a8f-4d0e-9a37-3c1f1f0f6f10' }, bounded())),
+    'audit-svc': () => statusOf(audit.listAuditEvents({ pageSize: 1 }, bounded())),
+    'analytics-svc': () => statusOf(analytics.getAnalyticsFreshness({}, bounded())),
   };
 }
 
@@ -102,9 +104,16 @@ describe('a session revoked mid-traffic', () => {
         }
       }
     });
+    // Stopped however the test ends: left running after a failed assertion, the loops would spin on closed channels.
+    onTestFinished(async () => {
+      stop = true;
+      await Promise.all(traffic);
+    });
     await eventually(async () => (accepted.size === Object.keys(calls).length ? true : undefined), 60_000, 'traffic on every service');
 
-    const sessions = createClient(sessionV1.SessionServiceDefinition, createChannel(`127.0.0.1:${stack.ports.services[2]}`), {
+    const sessionsChannel = createChannel(`127.0.0.1:${stack.ports.services[2]}`);
+    channels.push(sessionsChannel);
+    const sessions = createClient(sessionV1.SessionServiceDefinition, sessionsChannel, {
       '*': { metadata: Metadata({ authorization: `Bearer ${adminToken}` }) },
     });
     await sessions.revokeSession({ sessionId: sid, reason: 'left the study team' });

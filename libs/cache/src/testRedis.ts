@@ -1,10 +1,10 @@
 import { createServer, type Server } from 'node:net';
-import { testServices, uniqueKeyPrefix } from '@clinical/testing';
+import { testRedisTarget, uniqueKeyPrefix } from '@clinical/testing';
 import { createRedisClient, waitForRedis, type RedisClient } from './createRedisClient.js';
 
-/** A client of the test Redis under a fresh key prefix. */
+/** A client of the test Redis (the server, or the project's cluster) under a fresh key prefix. */
 export async function testRedisClient(): Promise<RedisClient> {
-  const redis = createRedisClient({ url: testServices().redisUrl, keyPrefix: uniqueKeyPrefix() });
+  const redis = createRedisClient({ ...testRedisTarget(), keyPrefix: uniqueKeyPrefix() });
   await waitForRedis(redis, 5_000);
   return redis;
 }

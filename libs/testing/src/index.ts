@@ -1,7 +1,7 @@
 export { resolveTestServices, type TestServices } from './resolveTestServices.js';
 export { createTemplateDatabase, createTestDatabase, type TestDatabase } from './testDatabases.js';
 export { setupTestEnvironment } from './setupTestEnvironment.js';
-export { testServices, uniqueKeyPrefix } from './testContext.js';
+export { testRedisTarget, testServices, uniqueKeyPrefix } from './testContext.js';
 export { recordedSpans } from './recordedSpans.js';
 export { seededRandom } from './seededRandom.js';
 export { eventually } from './eventually.js';
@@ -11,4 +11,5 @@ export { cpuSeconds, residentMiB } from './processResources.js';
 export { createCertificateAuthority, type CertificateAuthority, type IssuedCertificate } from './certificates.js';
 export { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from './postgresCluster.js';
 export { startRedisServer, type RedisServer, type RedisServerOptions } from './redisServer.js';
+export { startRedisCluster, type RedisCluster } from './redisCluster.js';
 export { parsePrometheusText, samplesOf, startTestMetrics, type MetricSample, type TestMetrics } from './scrapedMetrics.js';

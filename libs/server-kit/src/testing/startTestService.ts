@@ -37,16 +37,17 @@ export function clientOn<Definition extends CompatServiceDefinition>(channel: Ch
 
 /**
  * Starts `module` on 127.0.0.1 port 0 against a fresh database cloned from
- * the migrated template and the test Redis (keys under a unique prefix), or
+ * the migrated template and the test Redis (the project's cluster in the
+ * redis-cluster project; keys under a unique prefix), or
  * no Redis at all when `env` says STATE_STORE=memory.
  */
 export async function startTestService(module: ServiceModule, env: Record<string, string> = {}): Promise<TestService> {
-  const { postgresUrl, redisUrl, templateDatabase } = testServices();
+  const { postgresUrl, redisUrl, redisClusterNodes, templateDatabase } = testServices();
   const database = await createTestDatabase(postgresUrl, templateDatabase);
   const prefix = SERVICES[module.name].envPrefix;
   const config = loadServiceConfig(module.name, {
     DATABASE_URL: database.url,
-    ...(env.STATE_STORE === 'memory' ? {} : { REDIS_URL: redisUrl }),
+    ...(env.STATE_STORE === 'memory' ? {} : redisClusterNodes ? { REDIS_CLUSTER_NODES: redisClusterNodes.join(',') } : { REDIS_URL: redisUrl }),
     REDIS_KEY_PREFIX: uniqueKeyPrefix(),
     JWT_SECRET: TEST_JWT_SECRET,
     GRPC_HOST: '127.0.0.1',

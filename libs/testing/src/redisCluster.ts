@@ -1,0 +1,146 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { freePort } from './freePort.js';
+
+/** A Redis Cluster a test owns: three masters, each with one replica, on free ports of 127.0.0.1. */
+export interface RedisCluster {
+  /** host:port of every node, masters and replicas: seeds for a cluster client. */
+  readonly nodes: readonly string[];
+  /** The ports of the nodes that serve slots now. */
+  masters(): Promise<number[]>;
+  /**
+   * Kills the master on `port` outright (SIGKILL) and waits until its replica
+   * has taken over its slots and the cluster is whole again, as every
+   * surviving node sees it. Returns the port of the promoted replica.
+   */
+  killMaster(port: number): Promise<number>;
+  remove(): Promise<void>;
+}
+
+const NODE_COUNT = 6;
+/** How long a master may be silent before its replica takes over: short, so that tests see a failover in seconds. */
+const NODE_TIMEOUT_MS = 1_000;
+
+const redisCli = async (port: number, ...args: string[]): Promise<string> =>
+  (await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8' })).stdout;
+
+/** CLUSTER NODES of the node on `port`, one entry per node it knows. */
+async function clusterNodes(port: number): Promise<{ port: number; flags: string[]; master: string; id: string; slots: string[] }[]> {
+  return (await redisCli(port, 'cluster', 'nodes'))
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [id, address, flags, master, , , , , ...slots] = line.split(' ');
+      return { id: id!, port: Number(address!.split('@')[0]!.split(':')[1]), flags: flags!.split(','), master: master!, slots };
+    });
+}
+
+/**
+ * Starts six redis-servers with cluster mode on, joins them with
+ * `redis-cli --cluster create --cluster-replicas 1`, and waits until every
+ * node reports the cluster ok and every replica is in sync. Nothing is kept on
+ * disk beyond each node's cluster configuration. The servers die with the
+ * test process (setpriv --pdeathsig), whatever ends it.
+ */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
+  const ports: number[] = [];
+  for (let index = 0; index < NODE_COUNT; index += 1) {
+    ports.push(await freePort());
+  }
+  const children = new Map<number, ChildProcess>();
+  for (const port of ports) {
+    const child = spawn(
+      'setpriv',
+      [
+        '--pdeathsig', 'KILL', '--', 'redis-server',
+        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
+      ],
+      { stdio: 'ignore' },
+    );
+    children.set(port, child);
+  }
+  const cluster: RedisCluster = {
+    nodes: ports.map((port) => `127.0.0.1:${port}`),
+    async masters() {
+      const alive = [...children].find(([, child]) => child.exitCode === null && child.signalCode === null)![0];
+      return (await clusterNodes(alive)).filter((node) => node.flags.includes('master') && !node.flags.includes('fail') && node.slots.length > 0).map((node) => node.port);
+    },
+    async killMaster(port) {
+      const child = children.get(port);
+      if (!child) {
+        throw new Error(`no node on ${port}`);
+      }
+      const survivors = ports.filter((other) => other !== port && children.get(other)!.exitCode === null && children.get(other)!.signalCode === null);
+      const view = await clusterNodes(port);
+      const killedId = view.find((node) => node.flags.includes('myself'))!.id;
+      const replica = view.find((node) => node.master === killedId)?.port;
+      if (replica === undefined) {
+        throw new Error(`the node on ${port} is not a master with a replica`);
+      }
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+      await until(async () => {
+        const views = await Promise.all(survivors.map((survivor) => clusterNodes(survivor)));
+        const infos = await Promise.all(survivors.map((survivor) => redisCli(survivor, 'cluster', 'info')));
+        return (
+          infos.every((info) => info.includes('cluster_state:ok')) &&
+          views.every((nodes) => nodes.some((node) => node.port === replica && node.flags.includes('master') && node.slots.length > 0))
+        );
+      }, 'the replica to take over');
+      return replica;
+    },
+    async remove() {
+      await Promise.all(
+        [...children.values()].map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) {
+                resolve();
+                return;
+              }
+              child.once('exit', () => resolve());
+              child.kill('SIGKILL');
+            }),
+        ),
+      );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await until(async () => (await Promise.all(ports.map((port) => redisCli(port, 'ping').catch(() => '')))).every((reply) => reply.trim() === 'PONG'), 'every node to start');
+    await promisify(execFile)('redis-cli', ['--cluster', 'create', ...cluster.nodes, '--cluster-replicas', '1', '--cluster-yes'], { encoding: 'utf8' });
+    await until(async () => {
+      const infos = await Promise.all(ports.map((port) => redisCli(port, 'cluster', 'info')));
+      const replication = await Promise.all(ports.map((port) => redisCli(port, 'info', 'replication')));
+      return infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${NODE_COUNT}`)) &&
+        replication.filter((info) => info.includes('role:slave')).length === NODE_COUNT / 2 &&
+        replication.every((info) => !info.includes('role:slave') || info.includes('master_link_status:up'));
+    }, 'the cluster to form');
+  } catch (error) {
+    await cluster.remove();
+    throw error;
+  }
+  return cluster;
+}
+
+/** Polls `condition` until it holds, at most a minute; a failing probe counts as not yet. */
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (await condition().catch(() => false)) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Redis Cluster: gave up waiting for ${what}`);
+    }
+    await delay(50);
+  }
+}

@@ -1,3 +1,4 @@
+import type { ChainableCommander } from 'ioredis';
 import type { CircuitBreaker } from './circuitBreaker.js';
 import type { RedisClient } from './createRedisClient.js';
 import type { NearCache } from './nearCache.js';
@@ -139,11 +140,53 @@ export interface CacheStore {
 function redisStore(redis: RedisClient, breaker: CircuitBreaker, nearCache?: NearCache): CacheStore {
   const written = <T>(key: string, write: Promise<T>): Promise<T> =>
     nearCache ? write.finally(() => nearCache.forget(key)) : write;
+  if (redis.isCluster) {
+    return {
+      read: (key) => breaker.run(() => redis.getBuffer(key)),
+      writeIfNewer: (key, framed, ttlSeconds) => replicated(breaker, redis.pipeline().eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds)),
+      remove: (key) => replicated(breaker, redis.pipeline().del(key)),
+    };
+  }
   return {
     read: nearCache ? (key) => breaker.run(() => nearCache.getBuffer(key)) : (key) => breaker.run(() => redis.getBuffer(key)),
     writeIfNewer: (key, framed, ttlSeconds) => written(key, breaker.run(() => redis.eval(STORE_IF_NEWER, 1, key, framed, ttlSeconds))),
     remove: (key) => written(key, breaker.run(() => redis.del(key))),
   };
+}
+
+/** How long a write to a cluster waits for its master's replica to confirm it. */
+const REPLICA_CONFIRM_MS = 50;
+
+/** A write to a cluster that its master's replica did not confirm in time: it may be lost in a failover. */
+class UnreplicatedWriteError extends Error {
+  constructor() {
+    super(`a cache write was not confirmed by a replica within ${REPLICA_CONFIRM_MS} ms`);
+    this.name = 'UnreplicatedWriteError';
+  }
+}
+
+/**
+ * Sends a one-key write and a WAIT for one replica to the key's master, and
+ * answers the write's reply once a replica confirmed it. Replication is
+ * asynchronous: a failover promotes the replica, and a write the master
+ * answered but never passed on is lost with it, bringing back the entry it
+ * replaced. Unconfirmed, the write counts as failed (the cache marks the key
+ * stale and repairs it), though not against Redis's health: the breaker sees
+ * only the commands' own errors.
+ */
+async function replicated(breaker: CircuitBreaker, pipeline: ChainableCommander): Promise<unknown> {
+  const replies = await breaker.run(async () => {
+    const results = (await pipeline.call('WAIT', 1, REPLICA_CONFIRM_MS).exec()) ?? [];
+    const failed = results.find(([error]) => error);
+    if (failed) {
+      throw failed[0];
+    }
+    return results.map(([, reply]) => reply);
+  });
+  if (!(Number(replies[1]) >= 1)) {
+    throw new UnreplicatedWriteError();
+  }
+  return replies[0];
 }
 
 /** Keys deleted at once (in parallel, so auto-pipelined) by a repair pass, and the most per pass. */

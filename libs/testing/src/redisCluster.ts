@@ -18,6 +18,8 @@ export interface RedisCluster {
    * surviving node sees it. Returns the port of the promoted replica.
    */
   killMaster(port: number): Promise<number>;
+  /** Starts a killed node again and waits until it has rejoined as a replica in sync with its master. */
+  restartNode(port: number): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -53,7 +55,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     ports.push(await freePort());
   }
   const children = new Map<number, ChildProcess>();
-  for (const port of ports) {
+  const startNode = (port: number) => {
     const child = spawn(
       'setpriv',
       [
@@ -64,11 +66,13 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       { stdio: 'ignore' },
     );
     children.set(port, child);
-  }
+  };
+  const running = (port: number) => children.get(port)!.exitCode === null && children.get(port)!.signalCode === null;
+  ports.forEach(startNode);
   const cluster: RedisCluster = {
     nodes: ports.map((port) => `127.0.0.1:${port}`),
     async masters() {
-      const alive = [...children].find(([, child]) => child.exitCode === null && child.signalCode === null)![0];
+      const alive = ports.find(running)!;
       return (await clusterNodes(alive)).filter((node) => node.flags.includes('master') && !node.flags.includes('fail') && node.slots.length > 0).map((node) => node.port);
     },
     async killMaster(port) {
@@ -76,7 +80,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       if (!child) {
         throw new Error(`no node on ${port}`);
       }
-      const survivors = ports.filter((other) => other !== port && children.get(other)!.exitCode === null && children.get(other)!.signalCode === null);
+      const survivors = ports.filter((other) => other !== port && running(other));
       const view = await clusterNodes(port);
       const killedId = view.find((node) => node.flags.includes('myself'))!.id;
       const replica = view.find((node) => node.master === killedId)?.port;
@@ -96,6 +100,18 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         );
       }, 'the replica to take over');
       return replica;
+    },
+    async restartNode(port) {
+      if (running(port)) {
+        throw new Error(`the node on ${port} is running`);
+      }
+      // It comes back empty, with its cluster configuration: the cluster makes it a replica of whoever holds its old slots.
+      startNode(port);
+      await until(async () => {
+        const replication = await redisCli(port, 'info', 'replication');
+        const infos = await Promise.all(ports.map((other) => redisCli(other, 'cluster', 'info')));
+        return replication.includes('role:slave') && replication.includes('master_link_status:up') && infos.every((info) => info.includes('cluster_state:ok'));
+      }, 'the node to rejoin as a replica');
     },
     async remove() {
       await Promise.all(

@@ -38,7 +38,7 @@ export function clientOn<Definition extends CompatServiceDefinition>(channel: Ch
 /**
  * Starts `module` on 127.0.0.1 port 0 against a fresh database cloned from
  * the migrated template and the test Redis (the project's cluster in the
- * redis-cluster project; keys under a unique prefix), or
+ * redis-cluster project, or the cluster `env` names; keys under a unique prefix), or
  * no Redis at all when `env` says STATE_STORE=memory.
  */
 export async function startTestService(module: ServiceModule, env: Record<string, string> = {}): Promise<TestService> {
@@ -47,7 +47,11 @@ export async function startTestService(module: ServiceModule, env: Record<string
   const prefix = SERVICES[module.name].envPrefix;
   const config = loadServiceConfig(module.name, {
     DATABASE_URL: database.url,
-    ...(env.STATE_STORE === 'memory' ? {} : redisClusterNodes ? { REDIS_CLUSTER_NODES: redisClusterNodes.join(',') } : { REDIS_URL: redisUrl }),
+    ...(env.STATE_STORE === 'memory' || env.REDIS_CLUSTER_NODES
+      ? {}
+      : redisClusterNodes
+        ? { REDIS_CLUSTER_NODES: redisClusterNodes.join(',') }
+        : { REDIS_URL: redisUrl }),
     REDIS_KEY_PREFIX: uniqueKeyPrefix(),
     JWT_SECRET: TEST_JWT_SECRET,
     GRPC_HOST: '127.0.0.1',

@@ -51,8 +51,22 @@ async function clusterNodes(port: number): Promise<{ port: number; flags: string
 export async function startRedisCluster(): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
   const ports: number[] = [];
+  // Each node's cluster bus gets a free port of its own: by default it is the port + 10,000, past 65,535 for a high ephemeral port.
+  const busPorts = new Map<number, number>();
+  const taken = new Set<number>();
+  const another = async () => {
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+  };
   for (let index = 0; index < NODE_COUNT; index += 1) {
-    ports.push(await freePort());
+    const port = await another();
+    ports.push(port);
+    busPorts.set(port, await another());
   }
   const children = new Map<number, ChildProcess>();
   const startNode = (port: number) => {
@@ -61,7 +75,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       [
         '--pdeathsig', 'KILL', '--', 'redis-server',
         '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
+        '--cluster-enabled', 'yes', '--cluster-port', String(busPorts.get(port)), '--cluster-config-file', `nodes-${port}.conf`,
+        '--cluster-node-timeout', String(NODE_TIMEOUT_MS),
       ],
       { stdio: 'ignore' },
     );

@@ -1,5 +1,6 @@
 import { analyticsV1 } from '@clinical/contracts';
 import { InvalidArgumentError, ResourceExhaustedError } from '@clinical/errors';
+import { eventually } from '@clinical/testing';
 import { ClientError, createClient, createClientFactory, Metadata, Status } from 'nice-grpc';
 import { errorDetailsClientMiddleware, RetryInfo, RichClientError } from 'nice-grpc-error-details';
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
@@ -187,19 +188,17 @@ describe('the edge: errors become statuses with details', () => {
 });
 
 describe('load shedding', () => {
-  /** Repeats `call` every 20 ms until its outcome is `wanted` (or 60 s have passed), and returns that outcome. */
+  /** Repeats `call` until its outcome is `wanted` (at most 60 s), and returns that outcome. */
   async function repeatUntil(call: () => Promise<unknown>, wanted: (outcome: unknown) => boolean): Promise<unknown> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const outcome = await call().catch((failure: unknown) => failure);
-      if (wanted(outcome)) {
-        return outcome;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`the wanted outcome never came; the last was ${String(outcome)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const { outcome } = await eventually(
+      async () => {
+        const outcome = await call().catch((failure: unknown) => failure);
+        return wanted(outcome) ? { outcome } : undefined;
+      },
+      60_000,
+      'the wanted outcome',
+    );
+    return outcome;
   }
   const refusal = (outcome: unknown) => outcome instanceof ClientError;
 

@@ -2,8 +2,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { eventually } from './eventually.js';
 import { freePort } from './freePort.js';
 
 /** A Redis Cluster a test owns: three masters, each with one replica, on free ports of 127.0.0.1. */
@@ -162,16 +162,6 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   return cluster;
 }
 
-/** Polls `condition` until it holds, at most a minute; a failing probe counts as not yet. */
-async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (await condition().catch(() => false)) {
-      return;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`Redis Cluster: gave up waiting for ${what}`);
-    }
-    await delay(50);
-  }
-}
+/** Polls `condition` until it holds, at most a minute; a failing probe (a node not up yet) counts as not yet. */
+const until = (condition: () => Promise<boolean>, what: string): Promise<true> =>
+  eventually(async () => ((await condition().catch(() => false)) ? true : undefined), 60_000, `Redis Cluster: ${what}`);

@@ -4,6 +4,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SERVICE_PROCESS_ARGUMENTS, SERVICES, type ServiceName } from '@clinical/server-kit';
 import { eventually, freePort } from '@clinical/testing';
 import { createChannel, createClient } from 'nice-grpc';
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from 'nice-grpc-server-health/lib/proto/grpc/health/v1/health.js';
@@ -63,6 +64,12 @@ export interface DevStack {
   npmStart(): StartRun;
   /** Waits for every service to answer health SERVING (the first start also initialises and migrates the database). */
   untilServing(run: StartRun): Promise<void>;
+  /**
+   * Another process of `service` beside the running stack's, started as npm
+   * start starts its services, with the settings it recorded, on `port`
+   * (plus `env`). It carries the stack's environment, so remove() finds and kills it if still running.
+   */
+  startServiceProcess(service: ServiceName, port: number, env?: Record<string, string>): ChildProcess;
   /** `npm run -s <script> -- <args>` against this stack; its standard output. */
   npmRun(script: string, args: readonly string[]): Promise<string>;
   /** The processes whose environment names this stack's data directory (this test's own process aside). */
@@ -147,6 +154,15 @@ export async function createDevStack(options: DevStackOptions = {}): Promise<Dev
         240_000,
         'the four services to serve',
       );
+    },
+    startServiceProcess(service, port, extra = {}) {
+      const settings = JSON.parse(readFileSync(join(dataDir, 'dev-env.json'), 'utf8')) as Record<string, string>;
+      const child = spawn(process.execPath, [...SERVICE_PROCESS_ARGUMENTS], {
+        cwd: join(ROOT, 'apps', service),
+        env: { ...env, ...settings, SERVICE_NAME: service, [`${SERVICES[service].envPrefix}_PORT`]: String(port), LOG_LEVEL: 'warn', ...extra },
+        stdio: 'ignore',
+      });
+      return child;
     },
     async npmRun(script, args) {
       const { stdout } = await promisify(execFile)('npm', ['run', '-s', script, '--', ...args], { cwd: ROOT, env });

@@ -1,12 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { analyticsV1, auditV1, patientV1, sessionV1, vitalsV1 } from '@clinical/contracts';
-import { SERVICE_PROCESS_ARGUMENTS } from '@clinical/server-kit';
 import { eventually } from '@clinical/testing';
 import { ClientError, createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { ROOT } from '../checkout.js';
 import { allServing, createDevStack, exitOf, freePort, type DevStack, type StartRun } from './devStack.js';
 
 /**
@@ -25,13 +21,8 @@ beforeAll(async () => {
   run = stack.npmStart();
   await stack.untilServing(run);
   // A replica of patient-svc, run as npm start runs the services, with the settings it recorded.
-  const settings = JSON.parse(readFileSync(join(stack.dataDir, 'dev-env.json'), 'utf8')) as Record<string, string>;
   replicaPort = await freePort();
-  replica = spawn(process.execPath, [...SERVICE_PROCESS_ARGUMENTS], {
-    cwd: join(ROOT, 'apps/patient-svc'),
-    env: { ...stack.env, ...settings, SERVICE_NAME: 'patient-svc', PATIENT_SVC_PORT: String(replicaPort), LOG_LEVEL: 'warn' },
-    stdio: 'ignore',
-  });
+  replica = stack.startServiceProcess('patient-svc', replicaPort);
   await eventually(async () => ((await allServing([replicaPort])) ? true : undefined), 120_000, 'the replica');
 }, 600_000);
 

@@ -1,6 +1,6 @@
 import { documentV1 } from '@clinical/contracts';
 import { documentServicePolicies } from '@clinical/method-policies';
-import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { answeringConsistencyToken, defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
 import { createDocumentHandler } from './documents/createDocument.js';
 import { createDocumentVersionHandler } from './documents/createDocumentVersion.js';
 import { getDocumentHandler } from './documents/getDocument.js';
@@ -12,10 +12,10 @@ export function documentService(runtime: ServiceRuntime): ServiceBinding {
   return defineService(
     documentV1.DocumentServiceDefinition,
     {
-      createDocument: createDocumentHandler(runtime),
+      createDocument: answeringConsistencyToken(runtime, createDocumentHandler(runtime)),
       getDocument: getDocumentHandler(runtime),
       listDocuments: listDocumentsHandler(runtime),
-      createDocumentVersion: createDocumentVersionHandler(runtime),
+      createDocumentVersion: answeringConsistencyToken(runtime, createDocumentVersionHandler(runtime)),
       listDocumentVersions: listDocumentVersionsHandler(runtime),
     },
     documentServicePolicies,

@@ -1,6 +1,6 @@
 import { patientV1 } from '@clinical/contracts';
 import { patientServicePolicies } from '@clinical/method-policies';
-import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { answeringConsistencyToken, defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
 import { batchCreatePatientsHandler } from './patients/batchCreatePatients.js';
 import { changePatientStatusHandler } from './patients/changePatientStatus.js';
 import { createPatientHandler } from './patients/createPatient.js';
@@ -13,12 +13,12 @@ export function patientService(runtime: ServiceRuntime): ServiceBinding {
   return defineService(
     patientV1.PatientServiceDefinition,
     {
-      createPatient: createPatientHandler(runtime),
+      createPatient: answeringConsistencyToken(runtime, createPatientHandler(runtime)),
       getPatient: getPatientHandler(runtime),
-      batchCreatePatients: batchCreatePatientsHandler(runtime),
+      batchCreatePatients: answeringConsistencyToken(runtime, batchCreatePatientsHandler(runtime)),
       listPatients: listPatientsHandler(runtime),
-      updatePatient: updatePatientHandler(runtime),
-      changePatientStatus: changePatientStatusHandler(runtime),
+      updatePatient: answeringConsistencyToken(runtime, updatePatientHandler(runtime)),
+      changePatientStatus: answeringConsistencyToken(runtime, changePatientStatusHandler(runtime)),
     },
     patientServicePolicies,
   );

@@ -1,6 +1,6 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { vitalsServicePolicies } from '@clinical/method-policies';
-import { defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
+import { answeringConsistencyToken, defineService, type ServiceBinding, type ServiceRuntime } from '@clinical/server-kit';
 import { batchRecordVitalsHandler } from './vitals/batchRecordVitals.js';
 import { getLatestVitalsHandler } from './vitals/getLatestVitals.js';
 import type { IngestionDependencies } from './vitals/ingestionPool.js';
@@ -24,9 +24,9 @@ export function vitalsService(runtime: ServiceRuntime, dependencies: IngestionDe
   return defineService(
     vitalsServiceDefinition,
     {
-      recordVitals: recordVitalsHandler(runtime),
-      batchRecordVitals: batchRecordVitalsHandler(dependencies),
-      streamVitals: streamVitalsHandler(dependencies),
+      recordVitals: answeringConsistencyToken(runtime, recordVitalsHandler(runtime)),
+      batchRecordVitals: answeringConsistencyToken(runtime, batchRecordVitalsHandler(dependencies)),
+      streamVitals: answeringConsistencyToken(runtime, streamVitalsHandler(dependencies)),
       listVitals: listVitalsHandler(runtime),
       getLatestVitals: getLatestVitalsHandler(runtime),
       summarizeVitals: summarizeVitalsHandler(runtime),

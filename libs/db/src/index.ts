@@ -19,3 +19,4 @@ export { copyOutRows, uuidText, type CopyRowHandler } from './copyOutRows.js';
 export { withAuditedClient } from './withAuditedClient.js';
 export { claimRequestId, saveIdempotentResponse, type RequestIdentity, type StoredResponse } from './idempotentClientRequests.js';
 export { purgeExpiredIdempotentRequests } from './purgeExpiredIdempotentRequests.js';
+export { createReplicaReads, isConsistencyToken, type ReplicaReads, type ReplicaReadsOptions } from './replicaReads.js';

@@ -21,6 +21,7 @@ export { defineService, type MethodPolicy, type MethodPolicyTable, type ServiceB
 export { withEncoding } from './server/encodedResponses.js';
 export { startService, type RunningService, type ServiceModule, type ServiceRuntime } from './server/startService.js';
 export { runServiceMain } from './server/runServiceMain.js';
+export { answeringConsistencyToken, CONSISTENCY_TOKEN_METADATA, readFromReplica } from './server/replicaConsistency.js';
 export {
   accessEventsOf,
   auditContextOf,

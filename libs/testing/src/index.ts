@@ -10,6 +10,7 @@ export { healthStatus } from './healthStatus.js';
 export { cpuSeconds, residentMiB } from './processResources.js';
 export { createCertificateAuthority, type CertificateAuthority, type IssuedCertificate } from './certificates.js';
 export { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from './postgresCluster.js';
+export { startReplicatedDatabase, type ReplicatedDatabase } from './replicatedDatabase.js';
 export { startRedisServer, type RedisServer, type RedisServerOptions } from './redisServer.js';
 export { startRedisCluster, type RedisCluster } from './redisCluster.js';
 export { parsePrometheusText, samplesOf, startTestMetrics, type MetricSample, type TestMetrics } from './scrapedMetrics.js';

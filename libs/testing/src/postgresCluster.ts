@@ -21,6 +21,8 @@ export interface PostgresCluster {
   readonly dataDir: string;
   /** A URL of `database` as the superuser, with `parameters` (sslmode, sslrootcert...) in its query. */
   url(database?: string, parameters?: Record<string, string>): string;
+  /** What the server has logged so far. */
+  serverLog(): string;
   /** The postmaster's pid while it runs. */
   pid(): number;
   /** Starts it (again) and waits until it accepts connections. */
@@ -36,6 +38,12 @@ export interface PostgresClusterOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly only: boolean };
   /** More postgresql.conf settings. */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * A streaming standby of this (running) cluster instead of a new one: its
+   * data is a pg_basebackup of the primary, with standby.signal and the
+   * primary's connection (-R); it serves reads as a hot standby.
+   */
+  readonly standbyOf?: PostgresCluster;
 }
 
 /**
@@ -69,7 +77,11 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
   if (owner) {
     chownSync(dataDir, owner.uid, owner.gid);
   }
-  run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+  if (options.standbyOf) {
+    run('pg_basebackup', ['-h', '127.0.0.1', '-p', String(options.standbyOf.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync']);
+  } else {
+    run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+  }
 
   const settings: Record<string, string> = {
     port: String(port),
@@ -78,7 +90,8 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
     fsync: 'off',
     ...options.settings,
   };
-  const hba = ['local all all trust'];
+  // Standbys stream from 127.0.0.1 as postgres.
+  const hba = ['local all all trust', 'host replication postgres 127.0.0.1/32 trust'];
   if (options.tls) {
     // PostgreSQL wants its key readable by its own user alone.
     for (const [from, to] of [
@@ -112,6 +125,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
       const query = new URLSearchParams(parameters).toString();
       return `postgres://postgres@127.0.0.1:${port}/${database}${query ? `?${query}` : ''}`;
     },
+    serverLog: () => readFileSync(logFile, 'utf8'),
     pid() {
       return Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     },
@@ -125,7 +139,8 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
       postmaster = started;
       // postmaster.pid's eighth line is the server's state: "ready" once it accepts connections.
       const deadline = Date.now() + 120_000;
-      while (readyState(dataDir, started.pid) !== 'ready') {
+      // 'standby' is a hot standby's state once it accepts connections.
+      while (!['ready', 'standby'].includes(readyState(dataDir, started.pid))) {
         if (started.exitCode !== null || started.signalCode !== null || Date.now() > deadline) {
           throw new Error(`postgres did not start: ${readFileSync(logFile, 'utf8').slice(-2_000)}`);
         }

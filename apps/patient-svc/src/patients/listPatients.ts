@@ -5,6 +5,7 @@ import {
   FieldValidator,
   fitPage,
   pageSizeOf,
+  readFromReplica,
   type HandlerContext,
   type ServiceRuntime,
 } from '@clinical/server-kit';
@@ -50,12 +51,14 @@ export function listPatientsHandler(runtime: ServiceRuntime) {
     const pageSize = pageSizeOf(request.pageSize, PAGE);
     const cursor = runtime.pageTokens.decode(request.pageToken, filters);
 
-    const rows = await listPatients(runtime.pool, {
-      filters,
-      sites: accessibleSites(context.principal),
-      after: cursor ? { enrollmentDate: String(cursor[0]), patientId: String(cursor[1]) } : undefined,
-      limit: pageSize + 1,
-    });
+    const rows = await readFromReplica(runtime, context, (db) =>
+      listPatients(db, {
+        filters,
+        sites: accessibleSites(context.principal),
+        after: cursor ? { enrollmentDate: String(cursor[0]), patientId: String(cursor[1]) } : undefined,
+        limit: pageSize + 1,
+      }),
+    );
     // A page also ends before the patient that would take the response past what a client accepts.
     const fitted = fitPage(rows.slice(0, pageSize), toPatientMessage, patientV1.Patient);
     const page = fitted.rows;

@@ -1,6 +1,6 @@
 import type { vitalsV1 } from '@clinical/contracts';
 import { NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessEventsOf, FieldValidator, readFromReplica, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { toVitalSigns } from './vitalRecord.js';
 import { patientIsVisible, selectLatestVitals } from './vitalsQueries.js';
@@ -20,8 +20,11 @@ export function getLatestVitalsHandler(runtime: ServiceRuntime) {
     v.throwIfInvalid();
     const patientId = request.patientId.toLowerCase();
     const sites = siteFilter(context.principal);
-    const row = await selectLatestVitals(runtime.pool, patientId, sites);
-    if (!row && !(await patientIsVisible(runtime.pool, patientId, sites))) {
+    const { row, visible } = await readFromReplica(runtime, context, async (db) => {
+      const latest = await selectLatestVitals(db, patientId, sites);
+      return { row: latest, visible: latest !== null || (await patientIsVisible(db, patientId, sites)) };
+    });
+    if (!visible) {
       throw new NotFoundError('patient', patientId);
     }
     runtime.accessRecorder.record(accessEventsOf(context, [{ entityType: 'vital_signs', entityId: patientId, patientId }]));

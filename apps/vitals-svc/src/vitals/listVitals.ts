@@ -1,6 +1,6 @@
 import { vitalsV1 } from '@clinical/contracts';
 import { InvalidArgumentError, NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, fitPage, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessEventsOf, FieldValidator, readFromReplica, fitPage, pageSizeOf, type Cursor, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { rangeFingerprint, validateTimeRange } from './timeRange.js';
 import { toVitalSigns } from './vitalRecord.js';
@@ -57,8 +57,11 @@ export function listVitalsHandler(runtime: ServiceRuntime) {
     const cursor = token ? pageCursorOf(token) : undefined;
 
     const sites = siteFilter(context.principal);
-    const rows = await selectVitalsPage(runtime.pool, patientId, sites, range, cursor, pageSize);
-    if (rows.length === 0 && !(await patientIsVisible(runtime.pool, patientId, sites))) {
+    const { rows, visible } = await readFromReplica(runtime, context, async (db) => {
+      const page = await selectVitalsPage(db, patientId, sites, range, cursor, pageSize);
+      return { rows: page, visible: page.length > 0 || (await patientIsVisible(db, patientId, sites)) };
+    });
+    if (!visible) {
       throw new NotFoundError('patient', patientId);
     }
     // A page also ends before the reading that would take the response past what a client accepts:

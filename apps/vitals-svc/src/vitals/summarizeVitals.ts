@@ -1,6 +1,6 @@
 import type { vitalsV1 } from '@clinical/contracts';
 import { NotFoundError } from '@clinical/errors';
-import { accessEventsOf, FieldValidator, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
+import { accessEventsOf, FieldValidator, readFromReplica, type HandlerContext, type ServiceRuntime } from '@clinical/server-kit';
 import { siteFilter } from './patientAccess.js';
 import { validateTimeRange } from './timeRange.js';
 import { summarizeVitals as summarizeInDatabase, type SummaryRow } from './vitalsQueries.js';
@@ -39,7 +39,7 @@ export function summarizeVitalsHandler(runtime: ServiceRuntime) {
     const range = validateTimeRange(v, request.startTime, request.endTime);
     v.throwIfInvalid();
     const patientId = request.patientId.toLowerCase();
-    const row = await summarizeInDatabase(runtime.pool, patientId, siteFilter(context.principal), range);
+    const row = await readFromReplica(runtime, context, (db) => summarizeInDatabase(db, patientId, siteFilter(context.principal), range));
     if (!row.visible) {
       throw new NotFoundError('patient', patientId);
     }

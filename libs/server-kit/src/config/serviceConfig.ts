@@ -49,6 +49,15 @@ export interface ServiceConfig {
   readonly databasePoolSize: number;
   readonly databaseStatementTimeoutMs: number;
   /**
+   * Streaming replicas for reads that may go there, with the primary's role
+   * and password; empty: every read is the primary's.
+   */
+  readonly databaseReplicaUrls: readonly string[];
+  /** A read without a consistency token may miss commits younger than this; older, it goes to the primary. */
+  readonly replicaMaxLagMs: number;
+  /** How long a read with a consistency token waits for a replica to replay that far before it goes to the primary. */
+  readonly replicaTokenWaitMs: number;
+  /**
    * Where cache entries, rate-limit windows and sessions live: Redis, shared by
    * every replica, or this process alone (development without a Redis server).
    */
@@ -104,6 +113,12 @@ const commonVariables = z.object({
     DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL' }).optional(),
     DATABASE_POOL_SIZE: integer(10, 1),
     DATABASE_STATEMENT_TIMEOUT_MS: integer(5_000, 100),
+    DATABASE_REPLICA_URLS: z
+      .string()
+      .refine((urls) => urls.split(',').every((url) => URL.canParse(url.trim())), 'must be postgres:// URLs, separated by commas')
+      .optional(),
+    REPLICA_MAX_LAG_MS: integer(1_000, 0),
+    REPLICA_TOKEN_WAIT_MS: integer(100, 0),
     STATE_STORE: z.enum(['redis', 'memory']).default('redis'),
     REDIS_URL: z.string().url({ message: 'must be a redis:// URL' }).optional(),
     REDIS_CLUSTER_NODES: z
@@ -210,6 +225,9 @@ function tlsProblems(variables: Record<string, string>, databaseUrlVariable: str
     ...(production && !['verify-full', 'verify-ca'].includes(sslModeOf(databaseUrl) ?? '')
       ? [`${variables[databaseUrlVariable] ? databaseUrlVariable : 'DATABASE_URL'}: NODE_ENV=production needs sslmode=verify-full (or verify-ca)`]
       : []),
+    ...(production && replicaUrlsOf(variables.DATABASE_REPLICA_URLS).some((url) => !['verify-full', 'verify-ca'].includes(sslModeOf(url) ?? ''))
+      ? ['DATABASE_REPLICA_URLS: NODE_ENV=production needs sslmode=verify-full (or verify-ca) on each']
+      : []),
     ...(Boolean(variables.TLS_CERT_FILE) !== Boolean(variables.TLS_KEY_FILE) ? ['TLS_CERT_FILE, TLS_KEY_FILE: set both, or neither'] : []),
     ...(variables.TLS_CLIENT_CA_FILE && !variables.TLS_CERT_FILE ? ['TLS_CLIENT_CA_FILE: mutual TLS needs TLS_CERT_FILE and TLS_KEY_FILE'] : []),
     ...(variables.TLS_SERVICE_IDENTITIES && !variables.TLS_CLIENT_CA_FILE
@@ -219,6 +237,17 @@ function tlsProblems(variables: Record<string, string>, databaseUrlVariable: str
       ? ['TLS_CERT_FILE: NODE_ENV=production serves TLS only; set TLS_CERT_FILE and TLS_KEY_FILE']
       : []),
   ];
+}
+
+const replicaUrlsOf = (urls: string | undefined): string[] =>
+  urls ? urls.split(',').map((url) => url.trim()).filter(Boolean) : [];
+
+/** A replica's URL with the primary connection's user and password (the roles replicate with the data). */
+function withCredentialsOf(replicaUrl: string, databaseUrl: string): string {
+  const [url, from] = [new URL(replicaUrl), new URL(databaseUrl)];
+  url.username = from.username;
+  url.password = from.password;
+  return url.toString();
 }
 
 /** The DATABASE_URL with its user swapped for the service's role (same host, database, options). */
@@ -267,6 +296,9 @@ export function loadServiceConfig(serviceName: ServiceName, env: NodeJS.ProcessE
     databaseUrl,
     databasePoolSize: parsed.DATABASE_POOL_SIZE,
     databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,
+    databaseReplicaUrls: replicaUrlsOf(parsed.DATABASE_REPLICA_URLS).map((url) => withCredentialsOf(url, databaseUrl)),
+    replicaMaxLagMs: parsed.REPLICA_MAX_LAG_MS,
+    replicaTokenWaitMs: parsed.REPLICA_TOKEN_WAIT_MS,
     stateStore: parsed.STATE_STORE,
     redisUrl: parsed.REDIS_URL,
     redisClusterNodes: parsed.REDIS_CLUSTER_NODES?.split(',') ?? [],

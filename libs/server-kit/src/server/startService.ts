@@ -16,11 +16,13 @@ import {
 import {
   createAccessRecorder,
   createDatabasePool,
+  createReplicaReads,
   DatabaseUrlError,
   purgeExpiredIdempotentRequests,
   tlsMisconfiguration,
   type AccessRecorder,
   type DatabasePool,
+  type ReplicaReads,
 } from '@clinical/db';
 import { createLogger, describeError, metricsStarted, type Logger } from '@clinical/telemetry';
 import { createServer } from 'nice-grpc';
@@ -50,7 +52,10 @@ import { cacheNameOf, createCacheLookupTally, createCallMetrics, observeRuntime 
 export interface ServiceRuntime {
   readonly config: ServiceConfig;
   readonly logger: Logger;
+  /** The primary. */
   readonly pool: DatabasePool;
+  /** Reads that may go to streaming replicas (DATABASE_REPLICA_URLS); through readFromReplica. */
+  readonly replicaReads: ReplicaReads;
   /** Absent when the configuration keeps the state in process (STATE_STORE=memory). */
   readonly redis?: RedisClient;
   /** Shared by every Redis user of the process: one failure signal for all. */
@@ -155,17 +160,43 @@ async function connectRedis(
  * certificate refused, TLS the server will not speak, or TLS parameters that
  * cannot be honoured are configuration errors (exit 78, naming the reason).
  */
-async function connectDatabase(config: ServiceConfig): Promise<DatabasePool> {
+async function connectDatabase(config: ServiceConfig, url = config.databaseUrl, variable = 'DATABASE_URL'): Promise<DatabasePool> {
   try {
     return await createDatabasePool({
-      connectionUri: config.databaseUrl,
+      connectionUri: url,
       maximumPoolSize: config.databasePoolSize,
       statementTimeoutMs: config.databaseStatementTimeoutMs,
     });
   } catch (error) {
     const misconfiguration = error instanceof DatabaseUrlError ? error.message : tlsMisconfiguration(error);
-    throw misconfiguration ? new ConfigError([`DATABASE_URL: ${misconfiguration}`]) : error;
+    throw misconfiguration ? new ConfigError([`${variable}: ${misconfiguration}`]) : error;
   }
+}
+
+/**
+ * Reads over the replicas that answer at start (a misconfigured one stops the
+ * service, as DATABASE_URL would; one that is down is left out, with a
+ * warning, until the next start), else over the primary alone.
+ */
+async function connectReplicas(config: ServiceConfig, primary: DatabasePool, logger: Logger): Promise<ReplicaReads> {
+  const replicas: DatabasePool[] = [];
+  for (const [index, url] of config.databaseReplicaUrls.entries()) {
+    try {
+      replicas.push(await connectDatabase(config, url, 'DATABASE_REPLICA_URLS'));
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        throw error;
+      }
+      logger.warn({ replica: index, error: describeError(error) }, 'a database replica did not answer at start; reading without it');
+    }
+  }
+  return createReplicaReads({
+    primary,
+    replicas,
+    maxLagMs: config.replicaMaxLagMs,
+    tokenWaitMs: config.replicaTokenWaitMs,
+    onError: throttledWarning(logger, 'a database replica is unavailable; reading from the primary'),
+  });
 }
 
 /**
@@ -182,6 +213,7 @@ function discardingAccessRecorder(logger: Logger): AccessRecorder {
 export async function startService(module: ServiceModule, config: ServiceConfig): Promise<RunningService> {
   const logger = createLogger({ name: config.serviceName, level: config.logLevel });
   const pool = await connectDatabase(config);
+  const replicaReads = await connectReplicas(config, pool, logger);
   const breaker = createCircuitBreaker();
   const redisTrouble = throttledWarning(logger, 'redis unavailable; serving without it');
   const redis = config.stateStore === 'redis' ? await connectRedis(config, logger, breaker, redisTrouble) : undefined;
@@ -203,6 +235,7 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     config,
     logger,
     pool,
+    replicaReads,
     redis,
     breaker,
     cache: redis
@@ -255,6 +288,9 @@ export async function startService(module: ServiceModule, config: ServiceConfig)
     // Last try at deleting cache entries a failed post-commit write left stale (forgetting them in
     // the journal takes the pool); those it cannot delete stay in the journal for the next process.
     await runtime.cache.close();
+    await replicaReads.close().catch((error: unknown) => {
+      logger.warn({ error: describeError(error) }, 'a statement was still running when a replica pool closed');
+    });
     // A call cut off by the grace period may still have a statement running: slonik's end
     // rejects with that statement's error, which at this point is nothing but a log line.
     await pool.end().catch((error: unknown) => {

@@ -12,8 +12,9 @@ import { z } from 'zod';
  *   older than its own writes.
  * - A read without one goes to a replica whose replay was, when last probed,
  *   past every commit made more than `maxLagMs` ago; else to the primary.
- * - A replica whose read fails for its connection is set aside until its next
- *   good probe, and the read is done again on the primary.
+ * - A replica whose read fails for the replica's sake (its connection, or a
+ *   conflict with the WAL it replays) is set aside until its next good probe,
+ *   and the read is done again on the primary.
  */
 export interface ReplicaReads {
   /** Whether there are replicas at all: without, every read is the primary's and writes need no token. */
@@ -124,7 +125,8 @@ export function createReplicaReads(options: ReplicaReadsOptions): ReplicaReads {
   const probing = (async () => {
     while (!closed) {
       await probe();
-      await delay(probeMs);
+      // Unreferenced: the probes alone never keep a process alive.
+      await delay(probeMs, undefined, { ref: false });
     }
   })();
 
@@ -179,7 +181,7 @@ export function createReplicaReads(options: ReplicaReadsOptions): ReplicaReads {
       try {
         return await read(replica.pool);
       } catch (error) {
-        if (!isConnectionFailure(error)) {
+        if (!isReplicaTrouble(error)) {
           throw error;
         }
         replica.healthy = false;
@@ -196,12 +198,23 @@ export function createReplicaReads(options: ReplicaReadsOptions): ReplicaReads {
   };
 }
 
-/** Errors of the connection, not of the statement: the same read may succeed elsewhere. */
-function isConnectionFailure(error: unknown): boolean {
+/**
+ * Errors of the replica, not of the statement, so that the same read may
+ * succeed on the primary: its connection failed or was ended (class 08, 57P0x),
+ * or the standby cancelled the read for a conflict with the WAL it replays
+ * (40001 on a read, which can conflict with nothing else).
+ */
+function isReplicaTrouble(error: unknown): boolean {
   const names = ['ConnectionError', 'BackendTerminatedError', 'BackendTerminatedUnexpectedlyError'];
   for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
     const code = (cause as { code?: unknown }).code;
-    if (names.includes(cause.name) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01' || code === '57P03') {
+    if (
+      names.includes(cause.name) ||
+      code === 'ECONNREFUSED' ||
+      code === 'ECONNRESET' ||
+      code === '40001' ||
+      (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P0')))
+    ) {
       return true;
     }
   }

@@ -130,10 +130,14 @@ export function createReplicaReads(options: ReplicaReadsOptions): ReplicaReads {
     }
   })();
 
-  /** The position every commit older than maxLagMs is at or before: the first sample taken since then. */
+  /**
+   * The position every commit older than maxLagMs is at or before: the first
+   * sample taken since then. None when the primary went unprobed that long (an
+   * older sample could be short of it): such reads go to the primary.
+   */
   function stalenessBound(): bigint | undefined {
     const since = Date.now() - options.maxLagMs;
-    return samples.find((sample) => sample.at >= since)?.lsn ?? samples[samples.length - 1]?.lsn;
+    return samples.find((sample) => sample.at >= since)?.lsn;
   }
   function nextReplica(accept: (replica: Replica) => boolean): Replica | undefined {
     for (let tried = 0; tried < replicas.length; tried += 1) {

@@ -114,7 +114,22 @@ async function revokedOnNextCall(): Promise<{ before: string; after: string }> {
       (error: unknown) => Status[codeOf(error)],
     );
     const before = await use();
-    await sessions.revokeSession({ sessionId: sid, reason: 'left the study team' });
+    // Just after Redis returned, the service may not be reconnected yet: it then ends the session in
+    // PostgreSQL and answers UNAVAILABLE (the cache not told), which a client retries, as here.
+    await eventually(
+      () =>
+        sessions.revokeSession({ sessionId: sid, reason: 'left the study team' }).then(
+          () => true,
+          (error: unknown) => {
+            if (codeOf(error) !== Status.UNAVAILABLE) {
+              throw error;
+            }
+            return undefined;
+          },
+        ),
+      60_000,
+      'the revocation to be answered',
+    );
     return { before, after: await use() };
   } finally {
     channel.close();

@@ -53,20 +53,10 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   const ports: number[] = [];
   // Each node's cluster bus gets a free port of its own: by default it is the port + 10,000, past 65,535 for a high ephemeral port.
   const busPorts = new Map<number, number>();
-  const taken = new Set<number>();
-  const another = async () => {
-    for (;;) {
-      const port = await freePort();
-      if (!taken.has(port)) {
-        taken.add(port);
-        return port;
-      }
-    }
-  };
   for (let index = 0; index < NODE_COUNT; index += 1) {
-    const port = await another();
+    const port = await freePort();
     ports.push(port);
-    busPorts.set(port, await another());
+    busPorts.set(port, await freePort());
   }
   const children = new Map<number, ChildProcess>();
   const startNode = (port: number) => {
